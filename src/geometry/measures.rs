@@ -1,0 +1,648 @@
+//! The measures of the fine-tuning study for one layer (DESIGN §2), and the
+//! comparison of two layer reports (baseline or predecessor → now).
+//!
+//! [`measure_layer`] clusters the train split with DirectProbe and derives:
+//! clusters per label; the cluster distance of every pair of clusters of
+//! different labels; label distances (mean over cluster pairs, as the study's
+//! analysis code does, or `min`); each label's min distance to the others;
+//! label centroids; the layer's scale (RMS distance of the train points to
+//! their mean) and every distance divided by it; nearest-cluster accuracy for
+//! every non-train split; and the train/test spatial similarity (DirectProbe
+//! run again on the test split, Pearson correlation of the two label-distance
+//! vectors over the label pairs present in both). [`compare`] gives centroid
+//! movement, the Pearson similarity of distance vectors, and how many labels'
+//! min distance grew or shrank.
+//!
+//! Deterministic: parallel loops (rayon) collect in a fixed order and every
+//! reduction runs sequentially in that order, so 1 and N threads give the
+//! same bits. No I/O, no timing: callers add the layer number and seconds.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::directprobe::{self, Cluster, ClusterStats, LabelledPoints};
+use super::hull::{HullParams, PointSet, Query, hull_distance, point_distance};
+
+/// How the distance between two labels is formed from their cluster
+/// distances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelDistance {
+    /// Mean over all (cluster of a, cluster of b) pairs: the study's choice.
+    #[default]
+    Mean,
+    /// Minimum over those pairs.
+    Min,
+}
+
+/// Parameters of the measures, checked by [`MeasureParams::check`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeasureParams {
+    /// Hull solver parameters (the scale is set per layer).
+    pub hull: HullParams,
+    /// Label distance from cluster distances.
+    pub label_distance: LabelDistance,
+    /// Drop clusters with at most this many points before measuring (the
+    /// study's analysis used 5); 0 keeps all.
+    pub drop_clusters_up_to: usize,
+    /// Also run DirectProbe on the test split for the train/test similarity.
+    pub train_test_similarity: bool,
+}
+
+impl Default for MeasureParams {
+    fn default() -> Self {
+        MeasureParams {
+            hull: HullParams::default(),
+            label_distance: LabelDistance::Mean,
+            drop_clusters_up_to: 0,
+            train_test_similarity: true,
+        }
+    }
+}
+
+/// A parameter out of range.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum ParamError {
+    /// `rel_gap` must be in (0, 1).
+    #[error("rel_gap must be in (0, 1), got {0}")]
+    RelGap(f64),
+    /// `intersect_rel_tol` must be in [0, 1).
+    #[error("intersect_rel_tol must be in [0, 1), got {0}")]
+    IntersectTol(f64),
+}
+
+impl MeasureParams {
+    /// Checks the numeric parameters.
+    pub fn check(self) -> Result<Self, ParamError> {
+        let g = self.hull.rel_gap;
+        if !(g > 0.0 && g < 1.0) {
+            return Err(ParamError::RelGap(g));
+        }
+        let t = self.hull.intersect_rel_tol;
+        if !(t >= 0.0 && t < 1.0) {
+            return Err(ParamError::IntersectTol(t));
+        }
+        Ok(self)
+    }
+}
+
+/// One layer's points with labels and splits.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerInput<'a> {
+    /// Row-major `f32` matrix, `n × dim`.
+    pub data: &'a [f32],
+    /// Number of columns.
+    pub dim: usize,
+    /// Label index per row.
+    pub labels: &'a [u32],
+    /// Number of label names.
+    pub n_labels: usize,
+    /// Split index per row.
+    pub split: &'a [u8],
+    /// Split names (index → name).
+    pub split_names: &'a [String],
+}
+
+/// Summary of the cluster distances of a layer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClusterDistanceSummary {
+    /// Pairs of clusters of different labels measured.
+    pub pairs: usize,
+    /// Pairs at distance 0 (intersecting).
+    pub zero_pairs: usize,
+    /// Smallest cluster distance.
+    pub min: Option<f64>,
+    /// Mean cluster distance.
+    pub mean: Option<f64>,
+    /// Largest cluster distance.
+    pub max: Option<f64>,
+}
+
+/// Everything measured on one layer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerReport {
+    /// Layer index (0 = embedding output); set by the caller.
+    pub layer: usize,
+    /// Number of DirectProbe clusters on the train split.
+    pub clusters: usize,
+    /// Labels present in the train split.
+    pub labels_present: usize,
+    /// Clusters per label index (0 for labels absent from train).
+    pub clusters_per_label: Vec<usize>,
+    /// `[a, b, d(a, b)]` for every pair of labels present in train, `a < b`.
+    pub label_distance: Vec<(u32, u32, f64)>,
+    /// Per label: min over other labels of `d(a, b)`; `None` when absent.
+    pub min_label_distance: Vec<Option<f64>>,
+    /// `min_label_distance` divided by `scale`.
+    pub min_label_distance_normalized: Vec<Option<f64>>,
+    /// RMS distance of the train points to their mean.
+    pub scale: f64,
+    /// Cluster distances (clusters of different labels).
+    pub cluster_distance: ClusterDistanceSummary,
+    /// Nearest-cluster accuracy per non-train split with points.
+    pub accuracy: BTreeMap<String, f64>,
+    /// Spatial similarities; `train_test` is the Pearson correlation of the
+    /// train and test label-distance vectors.
+    pub similarity: BTreeMap<String, Option<f64>>,
+    /// Number of DirectProbe clusters on the test split (when run).
+    pub test_clusters: Option<usize>,
+    /// Points per split name.
+    pub split_sizes: BTreeMap<String, usize>,
+    /// Labels resolved by the exact shortcut, work counters.
+    pub cluster_stats: ClusterStats,
+    /// Per label: the centroid of its train points (`None` when absent).
+    /// Not serialised by default (large); [`compare`] needs it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub centroids: Vec<Option<Vec<f64>>>,
+    /// The train clusters (not serialised; for warm starts and reports).
+    #[serde(skip)]
+    pub train_clusters: Vec<Cluster>,
+    /// Wall-clock seconds; set by the caller (0 here: the core does not
+    /// time itself).
+    pub seconds: f64,
+}
+
+fn rows_of(split: &[u8], s: u8) -> Vec<usize> {
+    split
+        .iter()
+        .enumerate()
+        .filter(|&(_, &x)| x == s)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// RMS distance of `rows` to their mean, and the per-label centroids.
+fn scale_and_centroids(
+    data: &[f32],
+    dim: usize,
+    labels: &[u32],
+    n_labels: usize,
+    rows: &[usize],
+) -> (f64, Vec<Option<Vec<f64>>>) {
+    let mut mean = vec![0.0f64; dim];
+    let mut sums = vec![vec![0.0f64; dim]; n_labels];
+    let mut counts = vec![0usize; n_labels];
+    for &r in rows {
+        let p = &data[r * dim..(r + 1) * dim];
+        let l = labels[r] as usize;
+        counts[l] += 1;
+        for k in 0..dim {
+            mean[k] += p[k] as f64;
+            sums[l][k] += p[k] as f64;
+        }
+    }
+    let n = rows.len().max(1) as f64;
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut ss = 0.0;
+    for &r in rows {
+        let p = &data[r * dim..(r + 1) * dim];
+        for k in 0..dim {
+            let d = p[k] as f64 - mean[k];
+            ss += d * d;
+        }
+    }
+    let centroids = sums
+        .into_iter()
+        .zip(&counts)
+        .map(|(s, &c)| (c > 0).then(|| s.into_iter().map(|v| v / c as f64).collect()))
+        .collect();
+    ((ss / n).sqrt(), centroids)
+}
+
+/// Label distances from the clusters: `(a, b, d)` for `a < b`, both with at
+/// least one (kept) cluster, plus the cluster-distance summary.
+fn label_distances(
+    data: &[f32],
+    dim: usize,
+    clusters: &[&Cluster],
+    mode: LabelDistance,
+    hull: &HullParams,
+) -> (Vec<(u32, u32, f64)>, ClusterDistanceSummary) {
+    let pairs: Vec<(usize, usize)> = (0..clusters.len())
+        .flat_map(|x| (x + 1..clusters.len()).map(move |y| (x, y)))
+        .filter(|&(x, y)| clusters[x].label != clusters[y].label)
+        .collect();
+    let dists: Vec<f64> = pairs
+        .par_iter()
+        .map(|&(x, y)| {
+            hull_distance(
+                PointSet::subset(data, dim, &clusters[x].members),
+                PointSet::subset(data, dim, &clusters[y].members),
+                Query::Distance,
+                hull,
+                None,
+            )
+            .distance()
+        })
+        .collect();
+    let mut summary = ClusterDistanceSummary {
+        pairs: dists.len(),
+        ..Default::default()
+    };
+    if !dists.is_empty() {
+        summary.zero_pairs = dists.iter().filter(|&&d| d == 0.0).count();
+        summary.min = dists.iter().copied().reduce(f64::min);
+        summary.max = dists.iter().copied().reduce(f64::max);
+        summary.mean = Some(dists.iter().sum::<f64>() / dists.len() as f64);
+    }
+    // Aggregate per label pair, in a fixed order.
+    let mut agg: BTreeMap<(u32, u32), (f64, usize, f64)> = BTreeMap::new();
+    for (&(x, y), &d) in pairs.iter().zip(&dists) {
+        let (a, b) = (clusters[x].label, clusters[y].label);
+        let key = (a.min(b), a.max(b));
+        let e = agg.entry(key).or_insert((0.0, 0, f64::INFINITY));
+        e.0 += d;
+        e.1 += 1;
+        e.2 = e.2.min(d);
+    }
+    let out = agg
+        .into_iter()
+        .map(|((a, b), (s, n, m))| {
+            let d = match mode {
+                LabelDistance::Mean => s / n as f64,
+                LabelDistance::Min => m,
+            };
+            (a, b, d)
+        })
+        .collect();
+    (out, summary)
+}
+
+/// Index of the cluster whose hull is nearest to `p` (ties: lowest index).
+fn nearest_cluster(
+    data: &[f32],
+    dim: usize,
+    clusters: &[&Cluster],
+    spheres: &[(Vec<f64>, f64)],
+    p: &[f32],
+    hull: &HullParams,
+) -> Option<usize> {
+    let mut order: Vec<(f64, usize)> = spheres
+        .iter()
+        .enumerate()
+        .map(|(k, (c, r))| {
+            let d: f64 = c
+                .iter()
+                .zip(p)
+                .map(|(x, &y)| (x - y as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            ((d - r).max(0.0), k)
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut best: Option<(f64, usize)> = None;
+    for (lb, k) in order {
+        if let Some((bd, _)) = best {
+            if lb > bd {
+                break;
+            }
+        }
+        let query = match best {
+            Some((bd, _)) => Query::DistanceUpTo(bd),
+            None => Query::Distance,
+        };
+        let r = point_distance(
+            PointSet::subset(data, dim, &clusters[k].members),
+            p,
+            query,
+            hull,
+        );
+        if let Some((bd, _)) = best {
+            if r.lower > bd {
+                continue;
+            }
+        }
+        let d = r.distance();
+        best = match best {
+            Some((bd, bk)) if bd < d || (bd == d && bk < k) => Some((bd, bk)),
+            _ => Some((d, k)),
+        };
+    }
+    best.map(|(_, k)| k)
+}
+
+fn sphere(data: &[f32], dim: usize, members: &[usize]) -> (Vec<f64>, f64) {
+    let mut c = vec![0.0f64; dim];
+    for &m in members {
+        for (ck, &v) in c.iter_mut().zip(&data[m * dim..(m + 1) * dim]) {
+            *ck += v as f64;
+        }
+    }
+    let n = members.len() as f64;
+    c.iter_mut().for_each(|v| *v /= n);
+    let r = members
+        .iter()
+        .map(|&m| {
+            data[m * dim..(m + 1) * dim]
+                .iter()
+                .zip(&c)
+                .map(|(&x, y)| (x as f64 - y).powi(2))
+                .sum::<f64>()
+        })
+        .fold(0.0f64, f64::max)
+        .sqrt();
+    (c, r)
+}
+
+/// Pearson correlation of two equally long vectors; `None` when shorter
+/// than 2 or either has zero variance.
+pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return None;
+    }
+    let mx = x[..n].iter().sum::<f64>() / n as f64;
+    let my = y[..n].iter().sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for k in 0..n {
+        let (a, b) = (x[k] - mx, y[k] - my);
+        sxy += a * b;
+        sxx += a * a;
+        syy += b * b;
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        return None;
+    }
+    Some((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
+}
+
+/// Pearson correlation of two label-distance lists over the label pairs
+/// present in both.
+pub fn distance_similarity(x: &[(u32, u32, f64)], y: &[(u32, u32, f64)]) -> Option<f64> {
+    let ym: BTreeMap<(u32, u32), f64> = y.iter().map(|&(a, b, d)| ((a, b), d)).collect();
+    let (mut u, mut v) = (Vec::new(), Vec::new());
+    for &(a, b, d) in x {
+        if let Some(&e) = ym.get(&(a, b)) {
+            u.push(d);
+            v.push(e);
+        }
+    }
+    pearson(&u, &v)
+}
+
+fn min_distances(n_labels: usize, ld: &[(u32, u32, f64)]) -> Vec<Option<f64>> {
+    let mut m: Vec<Option<f64>> = vec![None; n_labels];
+    for &(a, b, d) in ld {
+        for l in [a, b] {
+            let e = &mut m[l as usize];
+            *e = Some(e.map_or(d, |v: f64| v.min(d)));
+        }
+    }
+    m
+}
+
+/// Measures one layer. The train split is the one named `train`.
+///
+/// # Panics
+/// If the input's lengths are inconsistent or there is no train split
+/// (the dump reader rejects both).
+pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerReport {
+    let LayerInput {
+        data,
+        dim,
+        labels,
+        n_labels,
+        split,
+        split_names,
+    } = input;
+    assert_eq!(data.len(), labels.len() * dim);
+    assert_eq!(split.len(), labels.len());
+    let train_id = split_names
+        .iter()
+        .position(|s| s == "train")
+        .expect("a train split") as u8;
+    let train = rows_of(split, train_id);
+    let (scale, centroids) = scale_and_centroids(data, dim, labels, n_labels, &train);
+    let hull = HullParams {
+        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
+        ..params.hull
+    };
+    let lp = LabelledPoints {
+        data,
+        dim,
+        labels,
+        n_labels,
+        rows: &train,
+    };
+    let clustering = directprobe::cluster(lp, &hull);
+    let kept: Vec<&Cluster> = clustering
+        .clusters
+        .iter()
+        .filter(|c| c.members.len() > params.drop_clusters_up_to)
+        .collect();
+    let (label_distance, cluster_distance) =
+        label_distances(data, dim, &kept, params.label_distance, &hull);
+    let min_label_distance = min_distances(n_labels, &label_distance);
+    let min_label_distance_normalized = min_label_distance
+        .iter()
+        .map(|d| d.map(|v| if scale > 0.0 { v / scale } else { 0.0 }))
+        .collect();
+
+    let mut split_sizes = BTreeMap::new();
+    let mut accuracy = BTreeMap::new();
+    let spheres: Vec<(Vec<f64>, f64)> = kept.iter().map(|c| sphere(data, dim, &c.members)).collect();
+    for (s, name) in split_names.iter().enumerate() {
+        let rows = rows_of(split, s as u8);
+        split_sizes.insert(name.clone(), rows.len());
+        if s as u8 == train_id || rows.is_empty() || kept.is_empty() {
+            continue;
+        }
+        let correct: usize = rows
+            .par_iter()
+            .map(|&r| {
+                let p = &data[r * dim..(r + 1) * dim];
+                let k = nearest_cluster(data, dim, &kept, &spheres, p, &hull);
+                usize::from(k.is_some_and(|k| kept[k].label == labels[r]))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .sum();
+        accuracy.insert(name.clone(), correct as f64 / rows.len() as f64);
+    }
+
+    let mut similarity = BTreeMap::new();
+    let mut test_clusters = None;
+    if params.train_test_similarity {
+        if let Some(test_id) = split_names.iter().position(|s| s == "test") {
+            let test = rows_of(split, test_id as u8);
+            if !test.is_empty() {
+                let tc = directprobe::cluster(
+                    LabelledPoints {
+                        rows: &test,
+                        ..lp
+                    },
+                    &hull,
+                );
+                test_clusters = Some(tc.clusters.len());
+                let tkept: Vec<&Cluster> = tc
+                    .clusters
+                    .iter()
+                    .filter(|c| c.members.len() > params.drop_clusters_up_to)
+                    .collect();
+                let (tld, _) = label_distances(data, dim, &tkept, params.label_distance, &hull);
+                similarity.insert(
+                    "train_test".to_string(),
+                    distance_similarity(&label_distance, &tld),
+                );
+            }
+        }
+    }
+
+    LayerReport {
+        layer: 0,
+        clusters: clustering.clusters.len(),
+        labels_present: centroids.iter().filter(|c| c.is_some()).count(),
+        clusters_per_label: clustering.clusters_per_label(n_labels),
+        label_distance,
+        min_label_distance,
+        min_label_distance_normalized,
+        scale,
+        cluster_distance,
+        accuracy,
+        similarity,
+        test_clusters,
+        split_sizes,
+        cluster_stats: clustering.stats.clone(),
+        centroids,
+        train_clusters: clustering.clusters,
+        seconds: 0.0,
+    }
+}
+
+/// One layer now against a reference (the baseline or the predecessor).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerComparison {
+    /// Per label: Euclidean distance between its centroids (`None` when
+    /// absent from either).
+    pub centroid_movement: Vec<Option<f64>>,
+    /// Pearson correlation of the label-distance vectors (common pairs).
+    pub similarity: Option<f64>,
+    /// Labels whose min distance grew.
+    pub grew: usize,
+    /// Labels whose min distance shrank.
+    pub shrank: usize,
+    /// Mean change of the min label distance over labels present in both.
+    pub mean_change: Option<f64>,
+    /// Mean change of the normalized min label distance.
+    pub mean_change_normalized: Option<f64>,
+}
+
+/// Compares `current` against `reference` (same task and layer).
+pub fn compare(reference: &LayerReport, current: &LayerReport) -> LayerComparison {
+    let centroid_movement = reference
+        .centroids
+        .iter()
+        .zip(&current.centroids)
+        .map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => Some(
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).powi(2))
+                    .sum::<f64>()
+                    .sqrt(),
+            ),
+            _ => None,
+        })
+        .collect();
+    let similarity = distance_similarity(&reference.label_distance, &current.label_distance);
+    let (mut grew, mut shrank) = (0, 0);
+    let (mut sum, mut sumn, mut n) = (0.0, 0.0, 0usize);
+    let pairs = reference
+        .min_label_distance
+        .iter()
+        .zip(&current.min_label_distance)
+        .zip(
+            reference
+                .min_label_distance_normalized
+                .iter()
+                .zip(&current.min_label_distance_normalized),
+        );
+    for ((a, b), (an, bn)) in pairs {
+        if let (Some(a), Some(b), Some(an), Some(bn)) = (a, b, an, bn) {
+            if b > a {
+                grew += 1;
+            } else if b < a {
+                shrank += 1;
+            }
+            sum += b - a;
+            sumn += bn - an;
+            n += 1;
+        }
+    }
+    LayerComparison {
+        centroid_movement,
+        similarity,
+        grew,
+        shrank,
+        mean_change: (n > 0).then(|| sum / n as f64),
+        mean_change_normalized: (n > 0).then(|| sumn / n as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pearson_known() {
+        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]), Some(1.0));
+        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+        assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), None);
+        assert_eq!(pearson(&[1.0], &[1.0]), None);
+    }
+
+    fn two_squares() -> (Vec<f32>, Vec<u32>, Vec<u8>) {
+        // Label 0 around (0,0), label 1 around (10,0), label 2 at (0,10).
+        let mut d = Vec::new();
+        let mut l = Vec::new();
+        let mut s = Vec::new();
+        for (lab, (cx, cy)) in [(0u32, (0.0f32, 0.0f32)), (1, (10.0, 0.0)), (2, (0.0, 10.0))] {
+            for (dx, dy) in [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)] {
+                d.extend([cx + dx, cy + dy]);
+                l.push(lab);
+                s.push(0);
+            }
+            d.extend([cx + 0.5, cy]);
+            l.push(lab);
+            s.push(1);
+        }
+        (d, l, s)
+    }
+
+    #[test]
+    fn squares_known_answers() {
+        let (d, l, s) = two_squares();
+        let names = vec!["train".to_string(), "test".to_string()];
+        let r = measure_layer(
+            LayerInput {
+                data: &d,
+                dim: 2,
+                labels: &l,
+                n_labels: 3,
+                split: &s,
+                split_names: &names,
+            },
+            &MeasureParams::default(),
+        );
+        assert_eq!(r.clusters, 3);
+        assert_eq!(r.clusters_per_label, vec![1, 1, 1]);
+        // Squares of side 2 at distance 10: gap 8 along an axis.
+        let d01 = r.label_distance[0];
+        assert_eq!((d01.0, d01.1), (0, 1));
+        assert!((d01.2 - 8.0).abs() < 1e-6, "{d01:?}");
+        assert!((r.min_label_distance[0].unwrap() - 8.0).abs() < 1e-6);
+        assert_eq!(r.accuracy["test"], 1.0);
+        assert_eq!(r.split_sizes["train"], 12);
+        // Test split: single points per label; distances 9.x vs train 8.
+        assert!(r.similarity["train_test"].unwrap() > 0.99);
+        // Comparing with itself.
+        let c = compare(&r, &r);
+        assert_eq!(c.grew + c.shrank, 0);
+        assert_eq!(c.similarity, Some(1.0));
+        assert!(c.centroid_movement.iter().all(|m| *m == Some(0.0)));
+    }
+}
