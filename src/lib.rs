@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod bench;
 pub mod geometry;
 pub mod source;
 pub mod synth;

@@ -242,43 +242,47 @@ pub struct WarmStart {
 }
 
 /// `⟨a, x⟩` with an `f32` row and an `f64` vector, accumulated in `f64`.
+///
+/// Eight independent accumulators over `chunks_exact` so the compiler
+/// vectorises it (no bounds checks in the loop); the summation order is
+/// fixed, so results do not depend on anything but the inputs.
 #[inline]
 pub(crate) fn dot_fx(a: &[f32], x: &[f64]) -> f64 {
     let n = a.len().min(x.len());
     let (a, x) = (&a[..n], &x[..n]);
-    let mut s = [0.0f64; 4];
-    let chunks = n / 4;
-    for c in 0..chunks {
-        let i = c * 4;
-        s[0] += a[i] as f64 * x[i];
-        s[1] += a[i + 1] as f64 * x[i + 1];
-        s[2] += a[i + 2] as f64 * x[i + 2];
-        s[3] += a[i + 3] as f64 * x[i + 3];
+    let mut s = [0.0f64; 8];
+    let ac = a.chunks_exact(8);
+    let xc = x.chunks_exact(8);
+    let (ar, xr) = (ac.remainder(), xc.remainder());
+    for (ca, cx) in ac.zip(xc) {
+        for k in 0..8 {
+            s[k] += ca[k] as f64 * cx[k];
+        }
     }
-    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
-    for i in chunks * 4..n {
-        t += a[i] as f64 * x[i];
+    let mut t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (&u, &v) in ar.iter().zip(xr) {
+        t += u as f64 * v;
     }
     t
 }
 
-/// `⟨x, y⟩` in `f64`.
+/// `⟨x, y⟩` in `f64`, same scheme as [`dot_fx`].
 #[inline]
 pub(crate) fn dot_xx(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
-    let mut s = [0.0f64; 4];
-    let chunks = n / 4;
-    for c in 0..chunks {
-        let i = c * 4;
-        s[0] += x[i] * y[i];
-        s[1] += x[i + 1] * y[i + 1];
-        s[2] += x[i + 2] * y[i + 2];
-        s[3] += x[i + 3] * y[i + 3];
+    let mut s = [0.0f64; 8];
+    let xc = x.chunks_exact(8);
+    let yc = y.chunks_exact(8);
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (cx, cy) in xc.zip(yc) {
+        for k in 0..8 {
+            s[k] += cx[k] * cy[k];
+        }
     }
-    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
-    for i in chunks * 4..n {
-        t += x[i] * y[i];
+    let mut t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (&u, &v) in xr.iter().zip(yr) {
+        t += u * v;
     }
     t
 }

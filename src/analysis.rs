@@ -1,0 +1,165 @@
+//! One activation dump → one report: for one task, every requested layer is
+//! read, measured ([`crate::geometry::measures::measure_layer`]) and timed.
+//!
+//! Layers run in parallel on the current rayon pool; each layer's numbers
+//! depend only on its own data, so the report is identical (apart from the
+//! `seconds` fields) for any thread count. This module reads layers through
+//! the dump reader and measures wall-clock time; it writes nothing and knows
+//! nothing about the CLI, the daemon or exporters.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::geometry::measures::{LayerInput, LayerReport, MeasureParams, measure_layer};
+use crate::source::dump::{ActivationDump, DumpError};
+
+/// What to analyse and how.
+#[derive(Clone, Debug, Default)]
+pub struct AnalysisOptions {
+    /// Task name; `None`: the dump's only task.
+    pub task: Option<String>,
+    /// Layers; `None`: all layers of the task.
+    pub layers: Option<Vec<usize>>,
+    /// Measure parameters (checked).
+    pub measure: MeasureParams,
+    /// Keep per-label centroids in the report (needed to compare reports;
+    /// large in JSON).
+    pub keep_centroids: bool,
+}
+
+/// The report of one task of one dump: the JSON document of
+/// `probewatch probe --json`, and what the daemon stores.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The file analysed.
+    pub file: PathBuf,
+    /// Task name.
+    pub task: String,
+    /// Training step, when known.
+    pub step: Option<u64>,
+    /// Label names (index → name).
+    pub labels: Vec<String>,
+    /// Items per split name.
+    pub splits: BTreeMap<String, usize>,
+    /// Representation dimension.
+    pub dim: usize,
+    /// One entry per analysed layer, ascending.
+    pub layers: Vec<LayerReport>,
+    /// Wall-clock seconds for the whole analysis.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// The same report with every timing set to 0, for comparisons.
+    pub fn without_timings(mut self) -> Self {
+        self.seconds = 0.0;
+        for l in &mut self.layers {
+            l.seconds = 0.0;
+        }
+        self
+    }
+}
+
+/// Why an analysis failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalysisError {
+    /// The dump is unreadable or invalid.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    /// A requested layer is not in the dump.
+    #[error("{path}: task '{task}' has no layer {layer} (available: {available:?})")]
+    NoSuchLayer {
+        /// The dump.
+        path: PathBuf,
+        /// Task.
+        task: String,
+        /// The missing layer.
+        layer: usize,
+        /// Layers present.
+        available: Vec<usize>,
+    },
+    /// Measure parameters out of range.
+    #[error("invalid parameters: {0}")]
+    Params(#[from] crate::geometry::measures::ParamError),
+}
+
+/// Analyses one task of `dump`. `on_layer_done` is called (from worker
+/// threads) after each layer, e.g. to advance a progress bar.
+pub fn analyse_dump(
+    dump: &ActivationDump,
+    opts: &AnalysisOptions,
+    on_layer_done: &(dyn Fn(usize) + Sync),
+) -> Result<Report, AnalysisError> {
+    let start = Instant::now();
+    let params = opts.measure.check()?;
+    let task = dump.task(opts.task.as_deref())?;
+    let layers: Vec<usize> = match &opts.layers {
+        None => task.layers.clone(),
+        Some(ls) => {
+            for &l in ls {
+                if !task.layers.contains(&l) {
+                    return Err(AnalysisError::NoSuchLayer {
+                        path: dump.path().to_path_buf(),
+                        task: task.name.clone(),
+                        layer: l,
+                        available: task.layers.clone(),
+                    });
+                }
+            }
+            let mut ls = ls.clone();
+            ls.sort_unstable();
+            ls.dedup();
+            ls
+        }
+    };
+    let splits = dump.splits();
+    let results: Vec<Result<LayerReport, AnalysisError>> = layers
+        .par_iter()
+        .map(|&l| {
+            let t = Instant::now();
+            let m = dump.layer(task, l)?;
+            let data = m.as_slice().expect("standard layout");
+            let mut r = measure_layer(
+                LayerInput {
+                    data,
+                    dim: task.dim,
+                    labels: &task.labels,
+                    n_labels: task.label_names.len(),
+                    split: &task.split,
+                    split_names: splits,
+                },
+                &params,
+            );
+            r.layer = l;
+            r.seconds = t.elapsed().as_secs_f64();
+            if !opts.keep_centroids {
+                r.centroids.clear();
+            }
+            on_layer_done(l);
+            Ok(r)
+        })
+        .collect();
+    let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut split_sizes = BTreeMap::new();
+    for (i, name) in splits.iter().enumerate() {
+        split_sizes.insert(
+            name.clone(),
+            task.split.iter().filter(|&&s| s as usize == i).count(),
+        );
+    }
+    Ok(Report {
+        file: dump.path().to_path_buf(),
+        task: task.name.clone(),
+        step: dump.step(),
+        labels: task.label_names.clone(),
+        splits: split_sizes,
+        dim: task.dim,
+        layers,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

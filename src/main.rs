@@ -1,0 +1,233 @@
+//! The `probewatch` binary: command-line parsing and output formatting only;
+//! all work happens in the library.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use probewatch::analysis::{AnalysisOptions, Report, analyse_dump};
+use probewatch::bench;
+use probewatch::geometry::measures::{LabelDistance, MeasureParams};
+use probewatch::source::dump::ActivationDump;
+
+#[derive(Parser)]
+#[command(name = "probewatch", version, about = "Watch what fine-tuning does to the label geometry of a model's representations")]
+struct Cli {
+    /// Worker threads for numeric work (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LabelDistanceArg {
+    Mean,
+    Min,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One-shot DirectProbe analysis of an activation dump.
+    Probe {
+        /// The activation dump (safetensors).
+        file: PathBuf,
+        /// Task to analyse (required when the dump holds several).
+        #[arg(long)]
+        task: Option<String>,
+        /// Layers, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        layers: Option<Vec<usize>>,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Include per-label centroids in the JSON.
+        #[arg(long)]
+        centroids: bool,
+        /// Label distance from cluster distances.
+        #[arg(long, value_enum, default_value = "mean")]
+        label_distance: LabelDistanceArg,
+        /// Drop clusters with at most this many points before measuring.
+        #[arg(long, default_value_t = 0)]
+        drop_clusters_up_to: usize,
+        /// Skip DirectProbe on the test split (no train/test similarity).
+        #[arg(long)]
+        no_train_test: bool,
+    },
+    /// Benchmarks: the shared PS-role dump and synthetic layers, each case in
+    /// its own process so peak memory is its own.
+    Bench {
+        /// Which cases (default: all).
+        #[arg(long, value_delimiter = ',')]
+        cases: Option<Vec<String>>,
+        /// Smaller synthetic layers (2,000 points) for a quick look.
+        #[arg(long)]
+        quick: bool,
+        /// Run one case in this process and print its JSON line (internal).
+        #[arg(long, hide = true)]
+        case: Option<String>,
+        /// Folder holding the shared dumps.
+        #[arg(long, default_value = "../shared/data/dumps")]
+        data: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed stdout (`probewatch probe … | head`) is not an error.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) || e
+                .chain()
+                .any(|c| c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.is_io()));
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("probewatch: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("configuring the thread pool")?;
+    }
+    match cli.command {
+        Command::Probe {
+            file,
+            task,
+            layers,
+            json,
+            centroids,
+            label_distance,
+            drop_clusters_up_to,
+            no_train_test,
+        } => {
+            let dump = ActivationDump::open(&file)?;
+            let opts = AnalysisOptions {
+                task,
+                layers,
+                measure: MeasureParams {
+                    label_distance: match label_distance {
+                        LabelDistanceArg::Mean => LabelDistance::Mean,
+                        LabelDistanceArg::Min => LabelDistance::Min,
+                    },
+                    drop_clusters_up_to,
+                    train_test_similarity: !no_train_test,
+                    ..MeasureParams::default()
+                },
+                keep_centroids: centroids,
+            };
+            let n_layers = match &opts.layers {
+                Some(l) => l.len(),
+                None => dump.task(opts.task.as_deref())?.layers.len(),
+            };
+            let bar = if std::io::stderr().is_terminal() {
+                let b = ProgressBar::new(n_layers as u64);
+                b.set_style(
+                    ProgressStyle::with_template("{spinner} layers {pos}/{len} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b
+            } else {
+                ProgressBar::hidden()
+            };
+            let report = analyse_dump(&dump, &opts, &|_| bar.inc(1))
+                .with_context(|| format!("analysing {}", file.display()))?;
+            bar.finish_and_clear();
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                write_table(&mut out, &report)?;
+            }
+            Ok(())
+        }
+        Command::Bench {
+            cases,
+            quick,
+            case,
+            data,
+        } => {
+            if let Some(c) = case {
+                let line = bench::run_case(&c, quick, &data)?;
+                println!("{}", serde_json::to_string(&line)?);
+                return Ok(());
+            }
+            let exe = std::env::current_exe().context("locating the probewatch binary")?;
+            let names: Vec<String> = cases.unwrap_or_else(|| {
+                bench::CASES.iter().map(|s| s.to_string()).collect()
+            });
+            let mut out = std::io::stdout().lock();
+            bench::print_header(&mut out, quick, cli.threads)?;
+            for name in &names {
+                let r = bench::run_in_child(&exe, name, quick, &data, cli.threads)
+                    .with_context(|| format!("benchmark case {name}"))?;
+                bench::print_row(&mut out, &r)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn fmt_opt(x: Option<f64>, prec: usize) -> String {
+    match x {
+        Some(v) => format!("{v:.prec$}"),
+        None => "-".to_string(),
+    }
+}
+
+fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
+    writeln!(
+        out,
+        "{}  task {}  step {}  labels {}  splits {}",
+        r.file.display(),
+        r.task,
+        r.step.map_or("-".to_string(), |s| s.to_string()),
+        r.labels.len(),
+        r.splits
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )?;
+    writeln!(
+        out,
+        "{:>5}  {:>15}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>7}",
+        "layer", "clusters/labels", "min dist", "mean dist", "scale", "acc test", "train/test sim", "seconds"
+    )?;
+    for l in &r.layers {
+        let ds: Vec<f64> = l.label_distance.iter().map(|t| t.2).collect();
+        let min = ds.iter().copied().reduce(f64::min);
+        let mean = (!ds.is_empty()).then(|| ds.iter().sum::<f64>() / ds.len() as f64);
+        writeln!(
+            out,
+            "{:>5}  {:>15}  {:>9}  {:>9}  {:>9.3}  {:>8}  {:>14}  {:>7.2}",
+            l.layer,
+            format!("{}/{}", l.clusters, l.labels_present),
+            fmt_opt(min, 3),
+            fmt_opt(mean, 3),
+            l.scale,
+            l.accuracy
+                .get("test")
+                .map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0)),
+            fmt_opt(l.similarity.get("train_test").copied().flatten(), 3),
+            l.seconds
+        )?;
+    }
+    writeln!(out, "total {:.2} s", r.seconds)?;
+    Ok(())
+}
