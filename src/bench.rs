@@ -177,7 +177,11 @@ pub fn run_in_child(
     if let Some(t) = threads {
         cmd.arg("--threads").arg(t.to_string());
     }
-    cmd.arg("bench").arg("--case").arg(name).arg("--data").arg(data);
+    cmd.arg("bench")
+        .arg("--case")
+        .arg(name)
+        .arg("--data")
+        .arg(data);
     if quick {
         cmd.arg("--quick");
     }

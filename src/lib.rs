@@ -7,7 +7,7 @@
 //! → one report). The binary in `src/main.rs` only parses the command line and
 //! calls into this crate. Nothing here does network I/O.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod analysis;
 pub mod bench;

@@ -15,7 +15,11 @@ use probewatch::geometry::measures::{LabelDistance, MeasureParams};
 use probewatch::source::dump::ActivationDump;
 
 #[derive(Parser)]
-#[command(name = "probewatch", version, about = "Watch what fine-tuning does to the label geometry of a model's representations")]
+#[command(
+    name = "probewatch",
+    version,
+    about = "Watch what fine-tuning does to the label geometry of a model's representations"
+)]
 struct Cli {
     /// Worker threads for numeric work (default: all cores).
     #[arg(long, global = true)]
@@ -85,9 +89,10 @@ fn main() -> ExitCode {
             let broken_pipe = e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) || e
-                .chain()
-                .any(|c| c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.is_io()));
+            }) || e.chain().any(|c| {
+                c.downcast_ref::<serde_json::Error>()
+                    .is_some_and(|j| j.is_io())
+            });
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
@@ -168,9 +173,8 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let exe = std::env::current_exe().context("locating the probewatch binary")?;
-            let names: Vec<String> = cases.unwrap_or_else(|| {
-                bench::CASES.iter().map(|s| s.to_string()).collect()
-            });
+            let names: Vec<String> =
+                cases.unwrap_or_else(|| bench::CASES.iter().map(|s| s.to_string()).collect());
             let mut out = std::io::stdout().lock();
             bench::print_header(&mut out, quick, cli.threads)?;
             for name in &names {
@@ -207,7 +211,14 @@ fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
     writeln!(
         out,
         "{:>5}  {:>15}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>7}",
-        "layer", "clusters/labels", "min dist", "mean dist", "scale", "acc test", "train/test sim", "seconds"
+        "layer",
+        "clusters/labels",
+        "min dist",
+        "mean dist",
+        "scale",
+        "acc test",
+        "train/test sim",
+        "seconds"
     )?;
     for l in &r.layers {
         let ds: Vec<f64> = l.label_distance.iter().map(|t| t.2).collect();

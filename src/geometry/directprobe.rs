@@ -362,7 +362,11 @@ impl Greedy<'_> {
             // other way round) rejects (i, j).
             let cached = {
                 let (ri, rj) = (&work[i as usize].rejected, &work[j as usize].rejected);
-                let (small, other) = if ri.len() <= rj.len() { (ri.clone(), j) } else { (rj.clone(), i) };
+                let (small, other) = if ri.len() <= rj.len() {
+                    (ri.clone(), j)
+                } else {
+                    (rj.clone(), i)
+                };
                 small.iter().any(|&x| forest.find(x) == other)
             };
             if cached {
@@ -490,7 +494,11 @@ impl Greedy<'_> {
 /// same label could still merge (their union intersects some cluster of
 /// another label). Returns the first violation. Quadratic in the number of clusters;
 /// meant for tests and `--verify`.
-pub fn verify(input: LabelledPoints<'_>, clustering: &Clustering, params: &HullParams) -> Result<(), String> {
+pub fn verify(
+    input: LabelledPoints<'_>,
+    clustering: &Clustering,
+    params: &HullParams,
+) -> Result<(), String> {
     let (data, dim) = (input.data, input.dim);
     let cl = &clustering.clusters;
     for (x, cx) in cl.iter().enumerate() {
@@ -565,8 +573,19 @@ mod tests {
     fn xor_blobs() -> (Vec<f32>, Vec<u32>) {
         let mut pts = Vec::new();
         let mut labels = Vec::new();
-        for (cx, cy, l) in [(1.0f32, 1.0f32, 0u32), (-1.0, -1.0, 0), (1.0, -1.0, 1), (-1.0, 1.0, 1)] {
-            for (dx, dy) in [(-0.6f32, -0.6f32), (0.6, -0.6), (0.6, 0.6), (-0.6, 0.6), (0.0, 0.0)] {
+        for (cx, cy, l) in [
+            (1.0f32, 1.0f32, 0u32),
+            (-1.0, -1.0, 0),
+            (1.0, -1.0, 1),
+            (-1.0, 1.0, 1),
+        ] {
+            for (dx, dy) in [
+                (-0.6f32, -0.6f32),
+                (0.6, -0.6),
+                (0.6, 0.6),
+                (-0.6, 0.6),
+                (0.0, 0.0),
+            ] {
                 pts.extend([cx + dx, cy + dy]);
                 labels.push(l);
             }

@@ -246,7 +246,7 @@ pub struct WarmStart {
 /// Eight independent accumulators over `chunks_exact` so the compiler
 /// vectorises it (no bounds checks in the loop); the summation order is
 /// fixed, so results do not depend on anything but the inputs.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot_fx(a: &[f32], x: &[f64]) -> f64 {
     let n = a.len().min(x.len());
     let (a, x) = (&a[..n], &x[..n]);
@@ -267,7 +267,7 @@ pub(crate) fn dot_fx(a: &[f32], x: &[f64]) -> f64 {
 }
 
 /// `⟨x, y⟩` in `f64`, same scheme as [`dot_fx`].
-#[inline]
+#[inline(always)]
 pub(crate) fn dot_xx(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
@@ -288,7 +288,7 @@ pub(crate) fn dot_xx(x: &[f64], y: &[f64]) -> f64 {
 }
 
 /// Squared Euclidean distance of two `f32` rows, in `f64`.
-#[inline]
+#[inline(always)]
 pub(crate) fn dist2_ff(a: &[f32], b: &[f32]) -> f64 {
     let mut s = [0.0f64; 4];
     let n = a.len().min(b.len());
@@ -343,6 +343,7 @@ impl Corral {
 
     /// Adds a vertex with weight 0; false if it is (numerically) affinely
     /// dependent on the corral.
+    #[inline(always)]
     fn push(&mut self, ia: usize, ib: usize, z: Vec<f64>) -> bool {
         let m = self.verts.len();
         let gnn = dot_xx(&z, &z) + self.lift;
@@ -369,6 +370,7 @@ impl Corral {
 
     /// Removes vertex `k`, re-triangularising the factor with Givens
     /// rotations.
+    #[inline(always)]
     fn remove(&mut self, k: usize) {
         self.verts.remove(k);
         self.lambda.remove(k);
@@ -391,6 +393,7 @@ impl Corral {
     }
 
     /// Affine minimiser coefficients `μ` (sum 1) of the corral.
+    #[inline(always)]
     fn affine_min(&self) -> Vec<f64> {
         let m = self.verts.len();
         // Solve L y = 1, then Lᵀ v = y.
@@ -416,6 +419,7 @@ impl Corral {
         v
     }
 
+    #[inline(always)]
     fn point(&self, dim: usize) -> Vec<f64> {
         let mut x = vec![0.0; dim];
         for (v, &l) in self.verts.iter().zip(&self.lambda) {
@@ -430,6 +434,7 @@ impl Corral {
 
     /// Wolfe's minor cycle: moves λ to the affine minimiser of the corral,
     /// dropping vertices whose weight reaches 0 on the way.
+    #[inline(always)]
     fn minor_cycle(&mut self) {
         loop {
             let mu = self.affine_min();
@@ -479,6 +484,7 @@ impl Corral {
 
 /// Linear-minimisation oracle over `conv(A) − conv(B)` for direction `x`:
 /// `(argminᵢ ⟨x,aᵢ⟩, min, argmaxⱼ ⟨x,bⱼ⟩, max)`, first index on ties.
+#[inline(always)]
 fn lmo(a: &PointSet<'_>, b: &PointSet<'_>, x: &[f64]) -> (usize, f64, usize, f64) {
     let (mut ia, mut amin) = (0, f64::INFINITY);
     for k in 0..a.len() {
@@ -499,15 +505,60 @@ fn lmo(a: &PointSet<'_>, b: &PointSet<'_>, x: &[f64]) -> (usize, f64, usize, f64
     (ia, amin, ib, bmax)
 }
 
+#[inline(always)]
 fn diff(a: &[f32], b: &[f32]) -> Vec<f64> {
-    a.iter().zip(b).map(|(&u, &v)| u as f64 - v as f64).collect()
+    a.iter()
+        .zip(b)
+        .map(|(&u, &v)| u as f64 - v as f64)
+        .collect()
 }
 
 /// Distance between the convex hulls of `a` and `b`, certified.
 ///
+/// Runs the AVX2 build of the solver when the CPU has it (detected once at
+/// run time), else the baseline build. Both builds execute the same
+/// operations in the same order (Rust never contracts `a*b + c` into an FMA
+/// on its own), so they return the same bits.
+///
 /// # Panics
 /// If either set is empty or their dimensions differ.
+#[allow(unsafe_code)] // the AVX2 dispatch below
 pub fn hull_distance(
+    a: PointSet<'_>,
+    b: PointSet<'_>,
+    query: Query,
+    params: &HullParams,
+    warm: Option<&WarmStart>,
+) -> HullResult {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `solve_avx2` only requires the `avx2` target feature,
+            // which was just detected on this CPU. This is the only unsafe
+            // code in the crate: the LMO's dot products are 56% of a probe
+            // run, and the AVX2 build makes the whole `probe` 1.9× faster
+            // (README, Benchmarks).
+            return unsafe { solve_avx2(a, b, query, params, warm) };
+        }
+    }
+    solve(a, b, query, params, warm)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(unsafe_code)]
+unsafe fn solve_avx2(
+    a: PointSet<'_>,
+    b: PointSet<'_>,
+    query: Query,
+    params: &HullParams,
+    warm: Option<&WarmStart>,
+) -> HullResult {
+    solve(a, b, query, params, warm)
+}
+
+#[inline(always)]
+fn solve(
     a: PointSet<'_>,
     b: PointSet<'_>,
     query: Query,
@@ -717,12 +768,7 @@ fn stalled_verdict(lower: f64, upper: f64, tol: f64) -> Verdict {
 }
 
 /// Distance from the point `p` to the convex hull of `a`.
-pub fn point_distance(
-    a: PointSet<'_>,
-    p: &[f32],
-    query: Query,
-    params: &HullParams,
-) -> HullResult {
+pub fn point_distance(a: PointSet<'_>, p: &[f32], query: Query, params: &HullParams) -> HullResult {
     hull_distance(a, PointSet::all(p, p.len()), query, params, None)
 }
 

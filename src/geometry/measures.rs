@@ -444,7 +444,8 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
 
     let mut split_sizes = BTreeMap::new();
     let mut accuracy = BTreeMap::new();
-    let spheres: Vec<(Vec<f64>, f64)> = kept.iter().map(|c| sphere(data, dim, &c.members)).collect();
+    let spheres: Vec<(Vec<f64>, f64)> =
+        kept.iter().map(|c| sphere(data, dim, &c.members)).collect();
     for (s, name) in split_names.iter().enumerate() {
         let rows = rows_of(split, s as u8);
         split_sizes.insert(name.clone(), rows.len());
@@ -470,13 +471,7 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         if let Some(test_id) = split_names.iter().position(|s| s == "test") {
             let test = rows_of(split, test_id as u8);
             if !test.is_empty() {
-                let tc = directprobe::cluster(
-                    LabelledPoints {
-                        rows: &test,
-                        ..lp
-                    },
-                    &hull,
-                );
+                let tc = directprobe::cluster(LabelledPoints { rows: &test, ..lp }, &hull);
                 test_clusters = Some(tc.clusters.len());
                 let tkept: Vec<&Cluster> = tc
                     .clusters
