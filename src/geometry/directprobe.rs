@@ -41,7 +41,7 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use super::hull::{HullParams, PointSet, Query, Verdict, dist2_ff, hull_distance};
+use super::hull::{Gram, HullParams, PointSet, Query, Verdict, dist2_ff, hull_distance};
 
 /// One final cluster: a label and the rows (sorted) of the layer matrix.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -114,6 +114,9 @@ pub struct LabelledPoints<'a> {
     pub n_labels: usize,
     /// Rows taking part (e.g. the train split).
     pub rows: &'a [usize],
+    /// Gram matrix over all rows of `data`, when it fits in memory: hull
+    /// queries then run in the Gram space.
+    pub gram: Option<&'a Gram>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -207,6 +210,7 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
         labels,
         n_labels,
         rows,
+        gram,
     } = input;
     let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); n_labels];
     for &r in rows {
@@ -225,8 +229,8 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
         .par_iter()
         .map(|&(a, b)| {
             let r = hull_distance(
-                PointSet::subset(data, dim, &by_label[a]),
-                PointSet::subset(data, dim, &by_label[b]),
+                PointSet::subset_with(data, dim, &by_label[a], gram),
+                PointSet::subset_with(data, dim, &by_label[b], gram),
                 Query::Separability,
                 params,
                 None,
@@ -272,6 +276,7 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
         let greedy = Greedy {
             data,
             dim,
+            gram,
             labels,
             n_labels,
             label_separated: &label_separated,
@@ -298,6 +303,7 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
 struct Greedy<'a> {
     data: &'a [f32],
     dim: usize,
+    gram: Option<&'a Gram>,
     labels: &'a [u32],
     n_labels: usize,
     label_separated: &'a [Vec<Option<bool>>],
@@ -306,7 +312,7 @@ struct Greedy<'a> {
 
 impl Greedy<'_> {
     fn run(&self, rows: &[usize], stats: &mut ClusterStats) -> Vec<Cluster> {
-        let (data, dim) = (self.data, self.dim);
+        let (data, dim, gram) = (self.data, self.dim, self.gram);
         let mut work: Vec<Work> = rows
             .iter()
             .map(|&r| {
@@ -407,7 +413,7 @@ impl Greedy<'_> {
                 }
             }
             let mut blocked_by = None;
-            let union = PointSet::subset(data, dim, &members);
+            let union = PointSet::subset_with(data, dim, &members, gram);
             for &c in &order {
                 let wc = &work[c as usize];
                 let gap = d2_xx(&centroid, &wc.centroid).sqrt() - radius - wc.radius;
@@ -419,7 +425,7 @@ impl Greedy<'_> {
                 stats.hull_queries += 1;
                 let r = hull_distance(
                     union,
-                    PointSet::subset(data, dim, &wc.members),
+                    PointSet::subset_with(data, dim, &wc.members, gram),
                     Query::Separability,
                     self.params,
                     None,
@@ -499,15 +505,15 @@ pub fn verify(
     clustering: &Clustering,
     params: &HullParams,
 ) -> Result<(), String> {
-    let (data, dim) = (input.data, input.dim);
+    let (data, dim, gram) = (input.data, input.dim, input.gram);
     let cl = &clustering.clusters;
     for (x, cx) in cl.iter().enumerate() {
         for (y, cy) in cl.iter().enumerate().skip(x + 1) {
             let (mx, my) = (&cx.members, &cy.members);
             if cx.label != cy.label {
                 let r = hull_distance(
-                    PointSet::subset(data, dim, mx),
-                    PointSet::subset(data, dim, my),
+                    PointSet::subset_with(data, dim, mx, gram),
+                    PointSet::subset_with(data, dim, my, gram),
                     Query::Separability,
                     params,
                     None,
@@ -524,8 +530,8 @@ pub fn verify(
                 u.extend_from_slice(my);
                 let blocked = cl.iter().filter(|c| c.label != cx.label).any(|c| {
                     hull_distance(
-                        PointSet::subset(data, dim, &u),
-                        PointSet::subset(data, dim, &c.members),
+                        PointSet::subset_with(data, dim, &u, gram),
+                        PointSet::subset_with(data, dim, &c.members, gram),
                         Query::Separability,
                         params,
                         None,
@@ -557,6 +563,7 @@ mod tests {
             labels,
             n_labels,
             rows: &rows,
+            gram: None,
         };
         let params = HullParams {
             scale: Some(1.0),

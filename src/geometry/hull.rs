@@ -56,6 +56,7 @@ pub struct PointSet<'a> {
     data: &'a [f32],
     dim: usize,
     rows: Option<&'a [usize]>,
+    gram: Option<&'a Gram>,
 }
 
 impl fmt::Debug for PointSet<'_> {
@@ -78,6 +79,7 @@ impl<'a> PointSet<'a> {
             data,
             dim,
             rows: None,
+            gram: None,
         }
     }
 
@@ -93,6 +95,7 @@ impl<'a> PointSet<'a> {
             data,
             dim,
             rows: Some(rows),
+            gram: None,
         }
     }
 
@@ -114,13 +117,47 @@ impl<'a> PointSet<'a> {
         self.dim
     }
 
-    /// The `k`-th point of the set.
-    #[inline]
-    pub fn point(&self, k: usize) -> &'a [f32] {
-        let r = match self.rows {
+    /// The rows `rows`, with the Gram matrix when there is one.
+    pub fn subset_with(
+        data: &'a [f32],
+        dim: usize,
+        rows: &'a [usize],
+        gram: Option<&'a Gram>,
+    ) -> Self {
+        let s = PointSet::subset(data, dim, rows);
+        match gram {
+            Some(g) => s.with_gram(g),
+            None => s,
+        }
+    }
+
+    /// The same set, with the Gram matrix of all rows of its matrix: hull
+    /// queries between two sets carrying the same Gram matrix (over the same
+    /// matrix) run in the Gram space.
+    ///
+    /// # Panics
+    /// If the Gram matrix is not over this matrix's rows.
+    pub fn with_gram(self, gram: &'a Gram) -> Self {
+        assert_eq!(gram.len(), self.data.len() / self.dim, "Gram matrix size");
+        PointSet {
+            gram: Some(gram),
+            ..self
+        }
+    }
+
+    /// The row of the matrix holding the `k`-th point.
+    #[inline(always)]
+    pub fn row_index(&self, k: usize) -> usize {
+        match self.rows {
             Some(rows) => rows[k],
             None => k,
-        };
+        }
+    }
+
+    /// The `k`-th point of the set.
+    #[inline(always)]
+    pub fn point(&self, k: usize) -> &'a [f32] {
+        let r = self.row_index(k);
         &self.data[r * self.dim..(r + 1) * self.dim]
     }
 }
@@ -308,17 +345,128 @@ pub(crate) fn dist2_ff(a: &[f32], b: &[f32]) -> f64 {
     t
 }
 
-/// One vertex of the corral: the difference `a[ia] − b[ib]`.
+/// Inner products of the rows of a layer matrix, centred at their mean,
+/// for the Gram-space solver.
+///
+/// With it, a hull query costs `O(n·m)` per iteration (n points, m corral
+/// vertices) instead of `O(n·d)`, and nothing in the loop touches the
+/// d-dimensional rows. Built once per layer when `n² · 8` bytes fit the
+/// caller's budget ([`Gram::fits`]); larger layers use the primal solver,
+/// which never holds an n×n matrix. Centring keeps the entries at the scale
+/// of the data's spread rather than its distance from the origin, which
+/// limits cancellation in `‖x‖² = λᵀGλ`.
+#[derive(Clone)]
+pub struct Gram {
+    n: usize,
+    k: Vec<f64>,
+}
+
+impl fmt::Debug for Gram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gram").field("n", &self.n).finish()
+    }
+}
+
+impl Gram {
+    /// Default memory budget for a layer's Gram matrix: 256 MiB
+    /// (n ≤ 5,792 rows).
+    pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
+
+    /// Whether the Gram matrix of `n` rows fits in `budget` bytes.
+    pub fn fits(n: usize, budget: usize) -> bool {
+        n.checked_mul(n)
+            .and_then(|m| m.checked_mul(8))
+            .is_some_and(|b| b <= budget)
+    }
+
+    /// Computes the Gram matrix of all rows of `data` (`dim` columns),
+    /// centred at their mean. Rows are computed in parallel, each entry by
+    /// one fixed-order dot product, so the result is the same for any thread
+    /// count.
+    pub fn new(data: &[f32], dim: usize) -> Gram {
+        use rayon::prelude::*;
+        assert!(dim > 0 && data.len() % dim == 0, "matrix shape mismatch");
+        let n = data.len() / dim;
+        let mut mean = vec![0.0f64; dim];
+        for r in data.chunks_exact(dim) {
+            for (m, &v) in mean.iter_mut().zip(r) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
+        let centred: Vec<f64> = data
+            .chunks_exact(dim)
+            .flat_map(|r| r.iter().zip(&mean).map(|(&v, m)| v as f64 - m))
+            .collect();
+        let mut k = vec![0.0f64; n * n];
+        k.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+            let ri = &centred[i * dim..(i + 1) * dim];
+            for (j, out) in row.iter_mut().enumerate().take(i + 1) {
+                *out = gram_dot(ri, &centred[j * dim..(j + 1) * dim]);
+            }
+        });
+        // Mirror the lower triangle.
+        for i in 0..n {
+            for j in i + 1..n {
+                k[i * n + j] = k[j * n + i];
+            }
+        }
+        Gram { n, k }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether it has no row.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    #[inline(always)]
+    fn row(&self, i: usize) -> &[f64] {
+        &self.k[i * self.n..(i + 1) * self.n]
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f64 {
+        self.k[i * self.n + j]
+    }
+}
+
+/// The Gram entries' dot product, dispatched to AVX2 like the solver.
+#[allow(unsafe_code)] // the AVX2 dispatch below
+fn gram_dot(x: &[f64], y: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn dot_avx2(x: &[f64], y: &[f64]) -> f64 {
+            dot_xx(x, y)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the avx2 feature was detected on this CPU.
+            return unsafe { dot_avx2(x, y) };
+        }
+    }
+    dot_xx(x, y)
+}
+
+/// One vertex of the corral: the difference `a[ia] − b[ib]`, kept
+/// explicitly in the primal space.
 struct Vertex {
     ia: usize,
     ib: usize,
-    z: Vec<f64>,
+    z: Option<Vec<f64>>,
 }
 
-/// Wolfe's corral with the Cholesky factor of its lifted Gram matrix.
+/// Wolfe's corral: vertices, weights, their Gram matrix and the Cholesky
+/// factor of the lifted Gram matrix `G + c²·11ᵀ`.
 struct Corral {
     verts: Vec<Vertex>,
     lambda: Vec<f64>,
+    /// `G[i][j] = ⟨z_i, z_j⟩`, full rows.
+    g: Vec<Vec<f64>>,
     /// Row `i` holds `L[i][0..=i]`.
     chol: Vec<Vec<f64>>,
     lift: f64,
@@ -332,6 +480,7 @@ impl Corral {
         Corral {
             verts: Vec::new(),
             lambda: Vec::new(),
+            g: Vec::new(),
             chol: Vec::new(),
             lift,
         }
@@ -341,17 +490,17 @@ impl Corral {
         self.verts.iter().any(|v| v.ia == ia && v.ib == ib)
     }
 
-    /// Adds a vertex with weight 0; false if it is (numerically) affinely
-    /// dependent on the corral.
+    /// Adds a vertex with weight 0 given its inner products with the corral
+    /// (`dots`) and itself (`self_dot`); false if it is (numerically)
+    /// affinely dependent on the corral.
     #[inline(always)]
-    fn push(&mut self, ia: usize, ib: usize, z: Vec<f64>) -> bool {
+    fn push(&mut self, v: Vertex, dots: Vec<f64>, self_dot: f64) -> bool {
         let m = self.verts.len();
-        let gnn = dot_xx(&z, &z) + self.lift;
+        let gnn = self_dot + self.lift;
         let mut r = Vec::with_capacity(m + 1);
-        for i in 0..m {
-            let g = dot_xx(&self.verts[i].z, &z) + self.lift;
+        for (i, &d) in dots.iter().enumerate() {
             let li = &self.chol[i];
-            let mut s = g;
+            let mut s = d + self.lift;
             for (k, rk) in r.iter().enumerate() {
                 s -= li[k] * rk;
             }
@@ -363,7 +512,14 @@ impl Corral {
         }
         r.push(piv2.sqrt());
         self.chol.push(r);
-        self.verts.push(Vertex { ia, ib, z });
+        for (row, &d) in self.g.iter_mut().zip(&dots) {
+            row.push(d);
+        }
+        let mut row = dots;
+        row.push(self_dot);
+        self.g.push(row);
+        debug_assert_eq!(self.g.len(), m + 1);
+        self.verts.push(v);
         self.lambda.push(0.0);
         true
     }
@@ -374,6 +530,10 @@ impl Corral {
     fn remove(&mut self, k: usize) {
         self.verts.remove(k);
         self.lambda.remove(k);
+        self.g.remove(k);
+        for row in &mut self.g {
+            row.remove(k);
+        }
         self.chol.remove(k);
         let m = self.chol.len();
         for j in k..m {
@@ -419,17 +579,16 @@ impl Corral {
         v
     }
 
+    /// `‖x‖²` from the corral's Gram matrix.
     #[inline(always)]
-    fn point(&self, dim: usize) -> Vec<f64> {
-        let mut x = vec![0.0; dim];
-        for (v, &l) in self.verts.iter().zip(&self.lambda) {
-            if l != 0.0 {
-                for (xi, zi) in x.iter_mut().zip(&v.z) {
-                    *xi += l * zi;
-                }
+    fn norm2(&self) -> f64 {
+        let mut s = 0.0;
+        for (row, &li) in self.g.iter().zip(&self.lambda) {
+            if li != 0.0 {
+                s += li * dot_xx(row, &self.lambda);
             }
         }
-        x
+        s.max(0.0)
     }
 
     /// Wolfe's minor cycle: moves λ to the affine minimiser of the corral,
@@ -478,6 +637,123 @@ impl Corral {
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Where the solver computes inner products.
+#[derive(Clone, Copy)]
+enum Space<'g> {
+    /// Explicit `f64` vectors: `O(n·d)` per oracle call, no n×n matrix.
+    Primal,
+    /// Lookups in a precomputed Gram matrix over the rows of one layer.
+    Gram(&'g Gram),
+}
+
+/// The solver's state for one query.
+struct Solver<'a, 'g> {
+    a: PointSet<'a>,
+    b: PointSet<'a>,
+    space: Space<'g>,
+    corral: Corral,
+    dim: usize,
+}
+
+impl Solver<'_, '_> {
+    /// The current point `x = Σ λ_k z_k`, explicitly (`m·d`).
+    #[inline(always)]
+    fn point(&self) -> Vec<f64> {
+        let mut x = vec![0.0; self.dim];
+        for (v, &l) in self.corral.verts.iter().zip(&self.corral.lambda) {
+            if l == 0.0 {
+                continue;
+            }
+            match &v.z {
+                Some(z) => {
+                    for (xi, zi) in x.iter_mut().zip(z) {
+                        *xi += l * zi;
+                    }
+                }
+                None => {
+                    let (pa, pb) = (self.a.point(v.ia), self.b.point(v.ib));
+                    for ((xi, &u), &w) in x.iter_mut().zip(pa).zip(pb) {
+                        *xi += l * (u as f64 - w as f64);
+                    }
+                }
+            }
+        }
+        x
+    }
+
+    /// Adds vertex `(ia, ib)`; false when affinely dependent.
+    #[inline(always)]
+    fn push(&mut self, ia: usize, ib: usize) -> bool {
+        match self.space {
+            Space::Primal => {
+                let z = diff(self.a.point(ia), self.b.point(ib));
+                let dots: Vec<f64> = self
+                    .corral
+                    .verts
+                    .iter()
+                    .map(|v| dot_xx(v.z.as_deref().unwrap_or(&[]), &z))
+                    .collect();
+                let zz = dot_xx(&z, &z);
+                self.corral.push(Vertex { ia, ib, z: Some(z) }, dots, zz)
+            }
+            Space::Gram(k) => {
+                let (ra, rb) = (self.a.row_index(ia), self.b.row_index(ib));
+                let (ka, kb) = (k.row(ra), k.row(rb));
+                let dots: Vec<f64> = self
+                    .corral
+                    .verts
+                    .iter()
+                    .map(|v| {
+                        let (sa, sb) = (self.a.row_index(v.ia), self.b.row_index(v.ib));
+                        (ka[sa] - ka[sb]) - (kb[sa] - kb[sb])
+                    })
+                    .collect();
+                let zz = (k.at(ra, ra) - k.at(ra, rb)) - (k.at(rb, ra) - k.at(rb, rb));
+                self.corral.push(Vertex { ia, ib, z: None }, dots, zz)
+            }
+        }
+    }
+
+    /// LMO for the current point: `(ia, minᵢ⟨x,aᵢ⟩, ib, maxⱼ⟨x,bⱼ⟩)`
+    /// (in the Gram space the values are shifted by a common `⟨x, mean⟩`,
+    /// which cancels in every difference the solver uses).
+    #[inline(always)]
+    fn lmo_current(&self, x: Option<&[f64]>) -> (usize, f64, usize, f64) {
+        match (self.space, x) {
+            (Space::Primal, Some(x)) => lmo(&self.a, &self.b, x),
+            (Space::Gram(k), _) => {
+                // Sparse coefficients over rows: x = Σ c_r · row_r.
+                let mut coef: Vec<(usize, f64)> = Vec::new();
+                for (v, &l) in self.corral.verts.iter().zip(&self.corral.lambda) {
+                    if l == 0.0 {
+                        continue;
+                    }
+                    coef.push((self.a.row_index(v.ia), l));
+                    coef.push((self.b.row_index(v.ib), -l));
+                }
+                let eval = |set: &PointSet<'_>, minimise: bool| -> (usize, f64) {
+                    let mut best = (0, if minimise { f64::INFINITY } else { f64::NEG_INFINITY });
+                    for t in 0..set.len() {
+                        let r = set.row_index(t);
+                        let mut v = 0.0;
+                        for &(row, c) in &coef {
+                            v += c * k.at(row, r);
+                        }
+                        if (minimise && v < best.1) || (!minimise && v > best.1) {
+                            best = (t, v);
+                        }
+                    }
+                    best
+                };
+                let (ia, amin) = eval(&self.a, true);
+                let (ib, bmax) = eval(&self.b, false);
+                (ia, amin, ib, bmax)
+            }
+            (Space::Primal, None) => unreachable!("primal LMO needs x"),
         }
     }
 }
@@ -588,9 +864,18 @@ fn solve(
         Query::Separability => tol,
         Query::DistanceUpTo(c) => c.max(tol),
     };
+    let space = match (a.gram, b.gram) {
+        (Some(ga), Some(gb)) if std::ptr::eq(ga, gb) && std::ptr::eq(a.data, b.data) => {
+            Space::Gram(ga)
+        }
+        _ => Space::Primal,
+    };
 
     let mut best_lower = 0.0f64;
     let mut best_dir: Vec<f64> = Vec::new();
+    // In the Gram space the best direction is kept as corral weights and
+    // made explicit once at the end.
+    let mut best_weights: Vec<(usize, usize, f64)> = Vec::new();
     let mut iterations = 0;
 
     // A previous direction may certify separation with one pass.
@@ -608,11 +893,19 @@ fn solve(
 
     // Corral lift: the squared scale of the difference vectors.
     let lift = (scale * scale).max(f64::MIN_POSITIVE);
-    let mut corral = Corral::new(lift);
+    let mut sv = Solver {
+        a,
+        b,
+        space,
+        corral: Corral::new(lift),
+        dim,
+    };
 
     // Initial corral: the warm start's supports (spanning their affine hull
-    // through the pairs (sₐ, t₀) and (s₀, tⱼ)), else the LMO vertex of the
-    // warm direction or of the centroid difference.
+    // through the pairs (sᵢ, t₀) and (s₀, tⱼ)), else one vertex: the LMO
+    // vertex of the warm direction or of the centroid difference (primal),
+    // or the first pair (Gram space, where a centroid pass would cost more
+    // than the iterations it saves).
     if let Some(w) = warm {
         let sa: Vec<usize> = w
             .support_a
@@ -632,35 +925,48 @@ fn solve(
                 .map(|&i| (i, b0))
                 .chain(sb.iter().skip(1).map(|&j| (a0, j)));
             for (i, j) in pairs {
-                if !corral.contains(i, j) {
-                    corral.push(i, j, diff(a.point(i), b.point(j)));
+                if !sv.corral.contains(i, j) {
+                    sv.push(i, j);
                 }
             }
         }
     }
-    if corral.verts.is_empty() {
-        let dir: Vec<f64> = if best_dir.is_empty() {
-            let mut ca = vec![0.0; dim];
-            let mut cb = vec![0.0; dim];
-            for k in 0..a.len() {
-                for (c, &v) in ca.iter_mut().zip(a.point(k)) {
-                    *c += v as f64;
+    if sv.corral.verts.is_empty() {
+        let (ia, ib) = match (space, best_dir.is_empty()) {
+            (Space::Gram(_), true) => (0, 0),
+            _ => {
+                let dir: Vec<f64> = if best_dir.is_empty() {
+                    let mut ca = vec![0.0; dim];
+                    let mut cb = vec![0.0; dim];
+                    for k in 0..a.len() {
+                        for (c, &v) in ca.iter_mut().zip(a.point(k)) {
+                            *c += v as f64;
+                        }
+                    }
+                    for k in 0..b.len() {
+                        for (c, &v) in cb.iter_mut().zip(b.point(k)) {
+                            *c += v as f64;
+                        }
+                    }
+                    let (na, nb) = (a.len() as f64, b.len() as f64);
+                    ca.iter().zip(&cb).map(|(x, y)| x / na - y / nb).collect()
+                } else {
+                    best_dir.clone()
+                };
+                let (ia, amin, ib, bmax) = lmo(&a, &b, &dir);
+                // The centroid direction is itself a certificate candidate:
+                // for well-separated sets it proves separation at once.
+                let dn = dot_xx(&dir, &dir).sqrt();
+                if dn > 0.0 && (amin - bmax) / dn > best_lower {
+                    best_lower = (amin - bmax) / dn;
+                    best_dir = dir;
                 }
+                (ia, ib)
             }
-            for k in 0..b.len() {
-                for (c, &v) in cb.iter_mut().zip(b.point(k)) {
-                    *c += v as f64;
-                }
-            }
-            let (na, nb) = (a.len() as f64, b.len() as f64);
-            ca.iter().zip(&cb).map(|(x, y)| x / na - y / nb).collect()
-        } else {
-            best_dir.clone()
         };
-        let (ia, _, ib, _) = lmo(&a, &b, &dir);
-        let z = diff(a.point(ia), b.point(ib));
-        if !corral.push(ia, ib, z.clone()) {
+        if !sv.push(ia, ib) {
             // z = 0 (coinciding points): intersecting, certified by the pair.
+            let z = diff(a.point(ia), b.point(ib));
             return HullResult {
                 verdict: Verdict::Intersecting,
                 lower: 0.0,
@@ -674,25 +980,51 @@ fn solve(
             };
         }
     }
-    let m0 = corral.verts.len() as f64;
-    corral.lambda.iter_mut().for_each(|l| *l = 1.0 / m0);
-    corral.minor_cycle();
+    let m0 = sv.corral.verts.len() as f64;
+    sv.corral.lambda.iter_mut().for_each(|l| *l = 1.0 / m0);
+    sv.corral.minor_cycle();
 
-    let mut x = corral.point(dim);
-    let mut upper = dot_xx(&x, &x).sqrt();
+    let norm = |sv: &Solver<'_, '_>, x: &Option<Vec<f64>>| -> f64 {
+        match x {
+            Some(x) => dot_xx(x, x).sqrt(),
+            None => sv.corral.norm2().sqrt(),
+        }
+    };
+    let explicit = matches!(space, Space::Primal);
+    let mut x = explicit.then(|| sv.point());
+    let mut upper = norm(&sv, &x);
     let mut converged = false;
     let verdict;
     loop {
         if upper <= tol {
-            verdict = Verdict::Intersecting;
-            converged = true;
-            break;
+            // In the Gram space, confirm with the explicit point.
+            let xe = sv.point();
+            let ue = dot_xx(&xe, &xe).sqrt();
+            if ue <= tol || explicit {
+                upper = ue;
+                verdict = Verdict::Intersecting;
+                converged = true;
+                break;
+            }
+            upper = ue;
         }
-        let (ia, amin, ib, bmax) = lmo(&a, &b, &x);
+        let (ia, amin, ib, bmax) = sv.lmo_current(x.as_deref());
         let lb = (amin - bmax) / upper;
         if lb > best_lower {
             best_lower = lb;
-            best_dir.clone_from(&x);
+            match &x {
+                Some(x) => best_dir.clone_from(x),
+                None => {
+                    best_dir.clear();
+                    best_weights = sv
+                        .corral
+                        .verts
+                        .iter()
+                        .zip(&sv.corral.lambda)
+                        .map(|(v, &l)| (v.ia, v.ib, l))
+                        .collect();
+                }
+            }
         }
         if best_lower > stop_above {
             verdict = Verdict::Separated;
@@ -704,19 +1036,18 @@ fn solve(
             converged = true;
             break;
         }
-        if iterations >= max_iter || corral.contains(ia, ib) {
+        if iterations >= max_iter || sv.corral.contains(ia, ib) {
             verdict = stalled_verdict(best_lower, upper, tol);
             break;
         }
-        let z = diff(a.point(ia), b.point(ib));
-        if !corral.push(ia, ib, z) {
+        if !sv.push(ia, ib) {
             verdict = stalled_verdict(best_lower, upper, tol);
             break;
         }
         iterations += 1;
-        corral.minor_cycle();
-        let xn = corral.point(dim);
-        let un = dot_xx(&xn, &xn).sqrt();
+        sv.corral.minor_cycle();
+        let xn = explicit.then(|| sv.point());
+        let un = norm(&sv, &xn);
         if !(un < upper) {
             // No progress: the numerical floor. Report the corral's own
             // point so the upper bound matches the returned supports.
@@ -728,9 +1059,27 @@ fn solve(
         upper = un;
     }
 
+    if !explicit {
+        // Make the certificate explicit: the final point's norm and the best
+        // direction, computed from the rows themselves.
+        let xe = sv.point();
+        if verdict != Verdict::Intersecting {
+            upper = dot_xx(&xe, &xe).sqrt();
+        }
+        if !best_weights.is_empty() {
+            let mut d = vec![0.0; dim];
+            for &(ia, ib, l) in &best_weights {
+                for ((di, &u), &w) in d.iter_mut().zip(a.point(ia)).zip(b.point(ib)) {
+                    *di += l * (u as f64 - w as f64);
+                }
+            }
+            best_dir = d;
+        }
+    }
+
     let mut support_a: Vec<(usize, f64)> = Vec::new();
     let mut support_b: Vec<(usize, f64)> = Vec::new();
-    for (v, &l) in corral.verts.iter().zip(&corral.lambda) {
+    for (v, &l) in sv.corral.verts.iter().zip(&sv.corral.lambda) {
         if l > 0.0 {
             match support_a.iter_mut().find(|(i, _)| *i == v.ia) {
                 Some(e) => e.1 += l,
@@ -875,6 +1224,70 @@ mod tests {
         );
         assert_eq!(r.verdict, Verdict::Separated);
         assert!(r.lower > 0.0);
+    }
+
+    /// The same query in the primal and in the Gram space, over one matrix
+    /// holding A's rows then B's.
+    fn both_spaces(a: &[f32], b: &[f32], dim: usize) -> (HullResult, HullResult) {
+        let mut all = a.to_vec();
+        all.extend_from_slice(b);
+        let na = a.len() / dim;
+        let nb = b.len() / dim;
+        let ra: Vec<usize> = (0..na).collect();
+        let rb: Vec<usize> = (na..na + nb).collect();
+        let g = Gram::new(&all, dim);
+        let p = hull_distance(
+            PointSet::subset(&all, dim, &ra),
+            PointSet::subset(&all, dim, &rb),
+            Query::Distance,
+            &HullParams::default(),
+            None,
+        );
+        let q = hull_distance(
+            PointSet::subset(&all, dim, &ra).with_gram(&g),
+            PointSet::subset(&all, dim, &rb).with_gram(&g),
+            Query::Distance,
+            &HullParams::default(),
+            None,
+        );
+        (p, q)
+    }
+
+    #[test]
+    fn gram_space_agrees_with_primal() {
+        let cases: Vec<(Vec<f32>, Vec<f32>, usize, f64)> = vec![
+            (vec![0.0, 0.0, 0.0], vec![3.0, 4.0, 12.0], 3, 13.0),
+            (vec![0.0, 0.0, 5.0, 0.0], vec![3.0, 2.5, 9.0, 2.5], 2, 2.5),
+            (vec![0.0, 0.0, 1.0, 0.0], vec![4.0, 4.0, 9.0, 4.0], 2, 5.0),
+            (
+                vec![0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0],
+                vec![2.0, 2.0, 2.0],
+                3,
+                2.0 / 3f64.sqrt(),
+            ),
+            (
+                vec![0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0],
+                vec![0.5, 0.5, 0.5],
+                3,
+                0.0,
+            ),
+            (vec![-1.0, 0.0, 1.0, 0.0], vec![0.0, -1.0, 0.0, 1.0], 2, 0.0),
+            (vec![1.0, 2.0, 5.0, 5.0], vec![1.0, 2.0, -3.0, 0.0], 2, 0.0),
+        ];
+        for (a, b, dim, want) in cases {
+            let (p, q) = both_spaces(&a, &b, dim);
+            assert_eq!(p.verdict, q.verdict, "{p:?} {q:?}");
+            assert!(close(p.distance(), want), "{p:?}");
+            assert!(close(q.distance(), want), "{q:?}");
+            assert!(q.lower <= q.upper);
+        }
+    }
+
+    #[test]
+    fn gram_fits_budget() {
+        assert!(Gram::fits(1000, 8_000_000));
+        assert!(!Gram::fits(1001, 8_000_000));
+        assert!(!Gram::fits(usize::MAX, usize::MAX));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::directprobe::{self, Cluster, ClusterStats, LabelledPoints};
-use super::hull::{HullParams, PointSet, Query, hull_distance, point_distance};
+use super::hull::{Gram, HullParams, PointSet, Query, hull_distance};
 
 /// How the distance between two labels is formed from their cluster
 /// distances.
@@ -49,6 +49,9 @@ pub struct MeasureParams {
     pub drop_clusters_up_to: usize,
     /// Also run DirectProbe on the test split for the train/test similarity.
     pub train_test_similarity: bool,
+    /// Largest Gram matrix (bytes) to precompute per layer; layers whose
+    /// n² · 8 bytes exceed it use the primal solver. 0 disables it.
+    pub gram_budget_bytes: usize,
 }
 
 impl Default for MeasureParams {
@@ -58,6 +61,7 @@ impl Default for MeasureParams {
             label_distance: LabelDistance::Mean,
             drop_clusters_up_to: 0,
             train_test_similarity: true,
+            gram_budget_bytes: Gram::DEFAULT_BUDGET_BYTES,
         }
     }
 }
@@ -217,6 +221,7 @@ fn scale_and_centroids(
 fn label_distances(
     data: &[f32],
     dim: usize,
+    gram: Option<&Gram>,
     clusters: &[&Cluster],
     mode: LabelDistance,
     hull: &HullParams,
@@ -229,8 +234,8 @@ fn label_distances(
         .par_iter()
         .map(|&(x, y)| {
             hull_distance(
-                PointSet::subset(data, dim, &clusters[x].members),
-                PointSet::subset(data, dim, &clusters[y].members),
+                PointSet::subset_with(data, dim, &clusters[x].members, gram),
+                PointSet::subset_with(data, dim, &clusters[y].members, gram),
                 Query::Distance,
                 hull,
                 None,
@@ -275,11 +280,14 @@ fn label_distances(
 fn nearest_cluster(
     data: &[f32],
     dim: usize,
+    gram: Option<&Gram>,
     clusters: &[&Cluster],
     spheres: &[(Vec<f64>, f64)],
-    p: &[f32],
+    row: usize,
     hull: &HullParams,
 ) -> Option<usize> {
+    let p = &data[row * dim..(row + 1) * dim];
+    let prow = [row];
     let mut order: Vec<(f64, usize)> = spheres
         .iter()
         .enumerate()
@@ -305,11 +313,12 @@ fn nearest_cluster(
             Some((bd, _)) => Query::DistanceUpTo(bd),
             None => Query::Distance,
         };
-        let r = point_distance(
-            PointSet::subset(data, dim, &clusters[k].members),
-            p,
+        let r = hull_distance(
+            PointSet::subset_with(data, dim, &clusters[k].members, gram),
+            PointSet::subset_with(data, dim, &prow, gram),
             query,
             hull,
+            None,
         );
         if let Some((bd, _)) = best {
             if r.lower > bd {
@@ -421,12 +430,17 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         scale: Some(if scale > 0.0 { scale } else { 1.0 }),
         ..params.hull
     };
+    let n_rows = labels.len();
+    let gram_matrix = (params.gram_budget_bytes > 0 && Gram::fits(n_rows, params.gram_budget_bytes))
+        .then(|| Gram::new(data, dim));
+    let gram = gram_matrix.as_ref();
     let lp = LabelledPoints {
         data,
         dim,
         labels,
         n_labels,
         rows: &train,
+        gram,
     };
     let clustering = directprobe::cluster(lp, &hull);
     let kept: Vec<&Cluster> = clustering
@@ -435,7 +449,7 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         .filter(|c| c.members.len() > params.drop_clusters_up_to)
         .collect();
     let (label_distance, cluster_distance) =
-        label_distances(data, dim, &kept, params.label_distance, &hull);
+        label_distances(data, dim, gram, &kept, params.label_distance, &hull);
     let min_label_distance = min_distances(n_labels, &label_distance);
     let min_label_distance_normalized = min_label_distance
         .iter()
@@ -455,8 +469,7 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         let correct: usize = rows
             .par_iter()
             .map(|&r| {
-                let p = &data[r * dim..(r + 1) * dim];
-                let k = nearest_cluster(data, dim, &kept, &spheres, p, &hull);
+                let k = nearest_cluster(data, dim, gram, &kept, &spheres, r, &hull);
                 usize::from(k.is_some_and(|k| kept[k].label == labels[r]))
             })
             .collect::<Vec<_>>()
@@ -478,7 +491,7 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
                     .iter()
                     .filter(|c| c.members.len() > params.drop_clusters_up_to)
                     .collect();
-                let (tld, _) = label_distances(data, dim, &tkept, params.label_distance, &hull);
+                let (tld, _) = label_distances(data, dim, gram, &tkept, params.label_distance, &hull);
                 similarity.insert(
                     "train_test".to_string(),
                     distance_similarity(&label_distance, &tld),
