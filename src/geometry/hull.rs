@@ -736,7 +736,14 @@ impl Solver<'_, '_> {
                     coef.push((self.b.row_index(v.ib), -l));
                 }
                 let eval = |set: &PointSet<'_>, minimise: bool| -> (usize, f64) {
-                    let mut best = (0, if minimise { f64::INFINITY } else { f64::NEG_INFINITY });
+                    let mut best = (
+                        0,
+                        if minimise {
+                            f64::INFINITY
+                        } else {
+                            f64::NEG_INFINITY
+                        },
+                    );
                     for t in 0..set.len() {
                         let r = set.row_index(t);
                         let mut v = 0.0;

@@ -431,8 +431,9 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         ..params.hull
     };
     let n_rows = labels.len();
-    let gram_matrix = (params.gram_budget_bytes > 0 && Gram::fits(n_rows, params.gram_budget_bytes))
-        .then(|| Gram::new(data, dim));
+    let gram_matrix = (params.gram_budget_bytes > 0
+        && Gram::fits(n_rows, params.gram_budget_bytes))
+    .then(|| Gram::new(data, dim));
     let gram = gram_matrix.as_ref();
     let lp = LabelledPoints {
         data,
@@ -491,7 +492,8 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
                     .iter()
                     .filter(|c| c.members.len() > params.drop_clusters_up_to)
                     .collect();
-                let (tld, _) = label_distances(data, dim, gram, &tkept, params.label_distance, &hull);
+                let (tld, _) =
+                    label_distances(data, dim, gram, &tkept, params.label_distance, &hull);
                 similarity.insert(
                     "train_test".to_string(),
                     distance_similarity(&label_distance, &tld),

@@ -1,0 +1,135 @@
+//! DirectProbe on the shared real dumps, checked by brute force: the
+//! partitions of the PS-role dump at layers 0 (coinciding points of
+//! different labels) and 6 satisfy DirectProbe's two guarantees, the Gram
+//! and primal solvers give the same clusters, and a comparison of two
+//! checkpoints of the cross-task run behaves as the data's README says.
+
+use std::path::{Path, PathBuf};
+
+use probewatch::analysis::{AnalysisOptions, analyse_dump};
+use probewatch::geometry::directprobe::{LabelledPoints, cluster, verify};
+use probewatch::geometry::hull::{Gram, HullParams};
+use probewatch::geometry::measures::compare;
+use probewatch::source::dump::ActivationDump;
+
+fn dumps() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dumps");
+    assert!(
+        p.is_dir(),
+        "the shared data folder {} is required",
+        p.display()
+    );
+    p
+}
+
+fn layer_scale(data: &[f32], dim: usize, rows: &[usize]) -> f64 {
+    let mut mean = vec![0.0f64; dim];
+    for &r in rows {
+        for (m, &v) in mean.iter_mut().zip(&data[r * dim..(r + 1) * dim]) {
+            *m += v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows.len() as f64);
+    let ss: f64 = rows
+        .iter()
+        .map(|&r| {
+            data[r * dim..(r + 1) * dim]
+                .iter()
+                .zip(&mean)
+                .map(|(&v, m)| (v as f64 - m).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    (ss / rows.len() as f64).sqrt()
+}
+
+fn check_layer(layer: usize, want_clusters: usize) {
+    let dump = ActivationDump::open(&dumps().join("streusle-ps_role-minilm.safetensors")).unwrap();
+    let task = dump.task(None).unwrap();
+    let m = dump.layer(task, layer).unwrap();
+    let data = m.as_slice().unwrap();
+    let train = task.train_indices(dump.splits());
+    let gram = Gram::new(data, task.dim);
+    let params = HullParams {
+        scale: Some(layer_scale(data, task.dim, &train)),
+        ..HullParams::default()
+    };
+    let input = LabelledPoints {
+        data,
+        dim: task.dim,
+        labels: &task.labels,
+        n_labels: task.label_names.len(),
+        rows: &train,
+        gram: Some(&gram),
+    };
+    let c = cluster(input, &params);
+    assert_eq!(c.clusters.len(), want_clusters);
+    assert_eq!(c.stats.undetermined, 0);
+    // Every train row in exactly one cluster, one label per cluster.
+    let mut seen = vec![0u8; task.n];
+    for cl in &c.clusters {
+        for &r in &cl.members {
+            seen[r] += 1;
+            assert_eq!(task.labels[r], cl.label);
+        }
+    }
+    for &r in &train {
+        assert_eq!(seen[r], 1);
+    }
+    verify(input, &c, &params).unwrap();
+    // The primal solver gives the same partition.
+    let primal = cluster(
+        LabelledPoints {
+            gram: None,
+            ..input
+        },
+        &params,
+    );
+    assert_eq!(primal.clusters, c.clusters);
+}
+
+#[test]
+fn layer6_partition_is_valid() {
+    check_layer(6, 40);
+}
+
+#[test]
+fn layer0_partition_is_valid_despite_coinciding_points() {
+    check_layer(0, 306);
+}
+
+#[test]
+fn crosstask_comparison_against_baseline() {
+    let opts = AnalysisOptions {
+        task: Some("ps_fxn".into()),
+        layers: Some(vec![3, 6]),
+        keep_centroids: true,
+        ..AnalysisOptions::default()
+    };
+    let base = ActivationDump::open(&dumps().join("crosstask/step-0.safetensors")).unwrap();
+    let late = ActivationDump::open(&dumps().join("crosstask/step-150.safetensors")).unwrap();
+    let b = analyse_dump(&base, &opts, &|_| {}).unwrap();
+    let l = analyse_dump(&late, &opts, &|_| {}).unwrap();
+    assert_eq!((b.step, l.step), (Some(0), Some(150)));
+    for (rb, rl) in b.layers.iter().zip(&l.layers) {
+        let c = compare(rb, rl);
+        let moves: Vec<f64> = c.centroid_movement.iter().flatten().copied().collect();
+        assert_eq!(moves.len(), 36);
+        let mean_move = moves.iter().sum::<f64>() / moves.len() as f64;
+        // The data README: mean centroid movement by step 150 is 11.499 at
+        // layer 6 and 7.741 at layer 3 (from the same F16 values).
+        let want = if rb.layer == 6 { 11.499 } else { 7.741 };
+        assert!(
+            (mean_move - want).abs() < 2e-3,
+            "layer {}: {mean_move}",
+            rb.layer
+        );
+        assert_eq!(c.grew + c.shrank, 36);
+        let s = c.similarity.unwrap();
+        assert!(s > 0.0 && s < 1.0, "{s}");
+        // Against itself: no movement, similarity 1.
+        let same = compare(rb, rb);
+        assert_eq!(same.similarity, Some(1.0));
+        assert_eq!(same.grew + same.shrank, 0);
+    }
+}
