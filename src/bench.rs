@@ -128,7 +128,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path) -> Result<CaseResult> {
             } else {
                 Variant::Overlapping
             };
-            let (n, test) = if quick { (2_000, 200) } else { (20_000, 2_000) };
+            let (n, test) = if quick { (2_000, 0) } else { (20_000, 0) };
             let layer = generate(n, test, 768, 17, variant, 20_261_126);
             let names = vec!["train".to_string(), "test".to_string()];
             let t = Instant::now();

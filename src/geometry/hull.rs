@@ -607,7 +607,9 @@ impl Corral {
             let mut drop = 0;
             for (k, (&l, &u)) in self.lambda.iter().zip(&mu).enumerate() {
                 if u <= 0.0 {
-                    let t = l / (l - u);
+                    // A vertex just added has λ = 0; with μ = 0 too the ratio
+                    // would be 0/0. It blocks at θ = 0.
+                    let t = if l <= 0.0 { 0.0 } else { l / (l - u) };
                     if t < theta {
                         theta = t;
                         drop = k;
@@ -1001,7 +1003,7 @@ fn solve(
     let mut x = explicit.then(|| sv.point());
     let mut upper = norm(&sv, &x);
     let mut converged = false;
-    let verdict;
+    let mut verdict;
     loop {
         if upper <= tol {
             // In the Gram space, confirm with the explicit point.
@@ -1081,6 +1083,17 @@ fn solve(
                 }
             }
             best_dir = d;
+        }
+        // The lower bound, too, from the explicit direction: one primal
+        // pass, so the certificate never rests on Gram-space rounding.
+        if best_lower > 0.0 && !best_dir.is_empty() {
+            let n = dot_xx(&best_dir, &best_dir).sqrt();
+            let (_, amin, _, bmax) = lmo(&a, &b, &best_dir);
+            let exact = if n > 0.0 { (amin - bmax) / n } else { 0.0 };
+            best_lower = best_lower.min(exact);
+        }
+        if verdict == Verdict::Separated && best_lower <= tol {
+            verdict = stalled_verdict(best_lower, upper, tol);
         }
     }
 
