@@ -221,7 +221,7 @@ fn nan_activations_name_the_layer_and_rows() {
     use safetensors::tensor::{Dtype, TensorView};
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("nan-7.safetensors");
-    let mut layer = vec![0.5f32; 6 * 2];
+    let mut layer = [0.5f32; 6 * 2];
     layer[2] = f32::NAN;
     layer[9] = f32::INFINITY;
     let layer_bytes: Vec<u8> = layer.iter().flat_map(|v| v.to_le_bytes()).collect();

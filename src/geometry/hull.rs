@@ -507,7 +507,8 @@ impl Corral {
             r.push(s / li[i]);
         }
         let piv2 = gnn - dot_xx(&r, &r);
-        if !(piv2 > PIVOT_REL * gnn) {
+        // NaN-safe: a NaN pivot counts as dependent.
+        if piv2.partial_cmp(&(PIVOT_REL * gnn)) != Some(std::cmp::Ordering::Greater) {
             return false;
         }
         r.push(piv2.sqrt());
@@ -569,8 +570,8 @@ impl Corral {
         let mut v = y;
         for i in (0..m).rev() {
             let mut s = v[i];
-            for k in i + 1..m {
-                s -= self.chol[k][i] * v[k];
+            for (row, vk) in self.chol[i + 1..m].iter().zip(&v[i + 1..m]) {
+                s -= row[i] * vk;
             }
             v[i] = s / self.chol[i][i];
         }
@@ -1057,7 +1058,7 @@ fn solve(
         sv.corral.minor_cycle();
         let xn = explicit.then(|| sv.point());
         let un = norm(&sv, &xn);
-        if !(un < upper) {
+        if un.partial_cmp(&upper) != Some(std::cmp::Ordering::Less) {
             // No progress: the numerical floor. Report the corral's own
             // point so the upper bound matches the returned supports.
             upper = un;

@@ -86,7 +86,7 @@ impl MeasureParams {
             return Err(ParamError::RelGap(g));
         }
         let t = self.hull.intersect_rel_tol;
-        if !(t >= 0.0 && t < 1.0) {
+        if !(0.0..1.0).contains(&t) {
             return Err(ParamError::IntersectTol(t));
         }
         Ok(self)
