@@ -58,7 +58,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Runs one case in this process.
-pub fn run_case(name: &str, quick: bool, data: &Path) -> Result<CaseResult> {
+pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> Result<CaseResult> {
     let (seconds, detail) = match name {
         "psrole-all-layers" => {
             let path = data.join(PSROLE);
@@ -128,7 +128,8 @@ pub fn run_case(name: &str, quick: bool, data: &Path) -> Result<CaseResult> {
             } else {
                 Variant::Overlapping
             };
-            let (n, test) = if quick { (2_000, 0) } else { (20_000, 0) };
+            let n = points.unwrap_or(if quick { 2_000 } else { 20_000 });
+            let test = 0;
             let layer = generate(n, test, 768, 17, variant, 20_261_126);
             let names = vec!["train".to_string(), "test".to_string()];
             let t = Instant::now();
@@ -147,11 +148,15 @@ pub fn run_case(name: &str, quick: bool, data: &Path) -> Result<CaseResult> {
             (
                 s,
                 format!(
-                    "{n}+{test} points, d=768, 17 labels: {} clusters, test acc {:.1}%, {} merges, {} hull queries",
+                    "{n} train{} points, d=768, 17 labels: {} clusters ({} labels resolved by the shortcut), {} merges, {} hull queries{}",
+                    if test > 0 { format!(" + {test} test") } else { String::new() },
                     r.clusters,
-                    100.0 * r.accuracy.get("test").copied().unwrap_or(f64::NAN),
+                    r.cluster_stats.resolved_labels,
                     r.cluster_stats.merges,
-                    r.cluster_stats.hull_queries
+                    r.cluster_stats.hull_queries,
+                    r.accuracy
+                        .get("test")
+                        .map_or(String::new(), |a| format!(", test acc {:.1}%", 100.0 * a)),
                 ),
             )
         }
@@ -172,6 +177,7 @@ pub fn run_in_child(
     quick: bool,
     data: &Path,
     threads: Option<usize>,
+    points: Option<usize>,
 ) -> Result<CaseResult> {
     let mut cmd = Command::new(exe);
     if let Some(t) = threads {
@@ -184,6 +190,9 @@ pub fn run_in_child(
         .arg(data);
     if quick {
         cmd.arg("--quick");
+    }
+    if let Some(p) = points {
+        cmd.arg("--points").arg(p.to_string());
     }
     let out = cmd.output().context("spawning the benchmark child")?;
     if !out.status.success() {

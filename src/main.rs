@@ -71,6 +71,9 @@ enum Command {
         /// Smaller synthetic layers (2,000 points) for a quick look.
         #[arg(long)]
         quick: bool,
+        /// Points of the synthetic layers (default 20,000; 2,000 with --quick).
+        #[arg(long)]
+        points: Option<usize>,
         /// Run one case in this process and print its JSON line (internal).
         #[arg(long, hide = true)]
         case: Option<String>,
@@ -164,11 +167,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             cases,
             quick,
+            points,
             case,
             data,
         } => {
             if let Some(c) = case {
-                let line = bench::run_case(&c, quick, &data)?;
+                let line = bench::run_case(&c, quick, &data, points)?;
                 println!("{}", serde_json::to_string(&line)?);
                 return Ok(());
             }
@@ -178,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut out = std::io::stdout().lock();
             bench::print_header(&mut out, quick, cli.threads)?;
             for name in &names {
-                let r = bench::run_in_child(&exe, name, quick, &data, cli.threads)
+                let r = bench::run_in_child(&exe, name, quick, &data, cli.threads, points)
                     .with_context(|| format!("benchmark case {name}"))?;
                 bench::print_row(&mut out, &r)?;
             }

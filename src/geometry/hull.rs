@@ -729,8 +729,9 @@ impl Solver<'_, '_> {
         match (self.space, x) {
             (Space::Primal, Some(x)) => lmo(&self.a, &self.b, x),
             (Space::Gram(k), _) => {
-                // Sparse coefficients over rows: x = Σ c_r · row_r.
-                let mut coef: Vec<(usize, f64)> = Vec::new();
+                // x = Σ c_r · row_r over the distinct rows of the corral's
+                // vertices (supports repeat across vertices: merged).
+                let mut coef: Vec<(usize, f64)> = Vec::with_capacity(2 * self.corral.verts.len());
                 for (v, &l) in self.corral.verts.iter().zip(&self.corral.lambda) {
                     if l == 0.0 {
                         continue;
@@ -738,21 +739,34 @@ impl Solver<'_, '_> {
                     coef.push((self.a.row_index(v.ia), l));
                     coef.push((self.b.row_index(v.ib), -l));
                 }
+                coef.sort_unstable_by_key(|e| e.0);
+                let mut merged: Vec<(usize, f64)> = Vec::with_capacity(coef.len());
+                for (r, c) in coef {
+                    match merged.last_mut() {
+                        Some(last) if last.0 == r => last.1 += c,
+                        _ => merged.push((r, c)),
+                    }
+                }
+                // Row-wise accumulation: each Gram row is read contiguously.
                 let eval = |set: &PointSet<'_>, minimise: bool| -> (usize, f64) {
-                    let mut best = (
-                        0,
-                        if minimise {
-                            f64::INFINITY
-                        } else {
-                            f64::NEG_INFINITY
-                        },
-                    );
-                    for t in 0..set.len() {
-                        let r = set.row_index(t);
-                        let mut v = 0.0;
-                        for &(row, c) in &coef {
-                            v += c * k.at(row, r);
+                    let mut g = vec![0.0f64; set.len()];
+                    for &(row, c) in &merged {
+                        let kr = k.row(row);
+                        match set.rows {
+                            Some(rows) => {
+                                for (gt, &r) in g.iter_mut().zip(rows) {
+                                    *gt += c * kr[r];
+                                }
+                            }
+                            None => {
+                                for (gt, &kv) in g.iter_mut().zip(kr) {
+                                    *gt += c * kv;
+                                }
+                            }
                         }
+                    }
+                    let mut best = (0, g[0]);
+                    for (t, &v) in g.iter().enumerate().skip(1) {
                         if (minimise && v < best.1) || (!minimise && v > best.1) {
                             best = (t, v);
                         }
