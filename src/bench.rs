@@ -26,6 +26,7 @@ pub const CASES: &[&str] = &[
     "psrole-all-layers",
     "psrole-l6-label-distances",
     "synthetic-separable",
+    "synthetic-separable-isotropic",
     "synthetic-overlapping",
 ];
 
@@ -122,11 +123,11 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 format!("{} label pairs, min {:.4} mean {:.4}", ds.len(), min, mean),
             )
         }
-        "synthetic-separable" | "synthetic-overlapping" => {
-            let variant = if name.ends_with("separable") {
-                Variant::Separable
-            } else {
-                Variant::Overlapping
+        "synthetic-separable" | "synthetic-separable-isotropic" | "synthetic-overlapping" => {
+            let variant = match name {
+                "synthetic-separable" => Variant::Separable,
+                "synthetic-separable-isotropic" => Variant::SeparableIsotropic,
+                _ => Variant::Overlapping,
             };
             let n = points.unwrap_or(if quick { 2_000 } else { 20_000 });
             let test = 0;
@@ -149,7 +150,11 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 s,
                 format!(
                     "{n} train{} points, d=768, 17 labels: {} clusters ({} labels resolved by the shortcut), {} merges, {} hull queries{}",
-                    if test > 0 { format!(" + {test} test") } else { String::new() },
+                    if test > 0 {
+                        format!(" + {test} test")
+                    } else {
+                        String::new()
+                    },
                     r.clusters,
                     r.cluster_stats.resolved_labels,
                     r.cluster_stats.merges,
@@ -178,6 +183,7 @@ pub fn run_in_child(
     data: &Path,
     threads: Option<usize>,
     points: Option<usize>,
+    timeout: std::time::Duration,
 ) -> Result<CaseResult> {
     let mut cmd = Command::new(exe);
     if let Some(t) = threads {
@@ -194,7 +200,27 @@ pub fn run_in_child(
     if let Some(p) = points {
         cmd.arg("--points").arg(p.to_string());
     }
-    let out = cmd.output().context("spawning the benchmark child")?;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().context("spawning the benchmark child")?;
+    let start = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if start.elapsed() >= timeout {
+            child.kill().ok();
+            child.wait().ok();
+            return Ok(CaseResult {
+                case: name.to_string(),
+                seconds: f64::NAN,
+                peak_rss_mib: f64::NAN,
+                detail: format!("did not finish within {} s (killed)", timeout.as_secs()),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
             "child failed ({}): {}",

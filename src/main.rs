@@ -74,6 +74,9 @@ enum Command {
         /// Points of the synthetic layers (default 20,000; 2,000 with --quick).
         #[arg(long)]
         points: Option<usize>,
+        /// Kill a case that runs longer than this (seconds).
+        #[arg(long, default_value_t = 600)]
+        case_timeout: u64,
         /// Run one case in this process and print its JSON line (internal).
         #[arg(long, hide = true)]
         case: Option<String>,
@@ -168,6 +171,7 @@ fn run(cli: Cli) -> Result<()> {
             cases,
             quick,
             points,
+            case_timeout,
             case,
             data,
         } => {
@@ -182,8 +186,16 @@ fn run(cli: Cli) -> Result<()> {
             let mut out = std::io::stdout().lock();
             bench::print_header(&mut out, quick, cli.threads)?;
             for name in &names {
-                let r = bench::run_in_child(&exe, name, quick, &data, cli.threads, points)
-                    .with_context(|| format!("benchmark case {name}"))?;
+                let r = bench::run_in_child(
+                    &exe,
+                    name,
+                    quick,
+                    &data,
+                    cli.threads,
+                    points,
+                    std::time::Duration::from_secs(case_timeout),
+                )
+                .with_context(|| format!("benchmark case {name}"))?;
                 bench::print_row(&mut out, &r)?;
             }
             Ok(())

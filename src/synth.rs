@@ -14,9 +14,13 @@ pub enum Variant {
     /// Label means far apart relative to the noise: every pair of labels is
     /// linearly separable, DirectProbe ends with one cluster per label.
     Separable,
-    /// Label means close: label hulls intersect and DirectProbe needs many
-    /// clusters.
+    /// Labels in confusable pairs whose hulls intersect: DirectProbe's greedy
+    /// loop has to split them into many clusters.
     Overlapping,
+    /// Like `Separable` but with isotropic noise (every coordinate variance
+    /// 1): the worst case for hull solvers, since nearly every point is a
+    /// support point in high dimension.
+    SeparableIsotropic,
 }
 
 /// A generated layer: row-major points, labels, splits (0 = train,
@@ -84,8 +88,17 @@ impl Rng {
 }
 
 /// Generates `n_train + n_test` points in `dim` dimensions with `n_labels`
-/// labels. Noise is N(0, 1) per coordinate; label means are random
-/// directions scaled to norm 12 (separable) or 0.6 (overlapping).
+/// labels.
+///
+/// Like real activations the data is anisotropic: coordinate `k` has noise
+/// standard deviation `σ_k ∝ (k+1)^-0.6` (variance falling as a power law,
+/// effective dimension ≈ 10 of 768), scaled so the mean per-coordinate
+/// variance is 1. Label means are drawn from the same spectrum, scaled by 4,
+/// so labels are far apart in the directions that carry the variance
+/// (separable). In the overlapping variant labels come in confusable pairs
+/// (0 with 1, 2 with 3, …, like NOUN/PROPN): the second label of a pair has
+/// the first one's mean plus a tiny offset (0.02 of the spectrum), so the
+/// two hulls intersect while pairs stay apart.
 pub fn generate(
     n_train: usize,
     n_test: usize,
@@ -95,17 +108,32 @@ pub fn generate(
     seed: u64,
 ) -> SyntheticLayer {
     let mut rng = Rng::new(seed);
-    let norm = match variant {
-        Variant::Separable => 12.0,
-        Variant::Overlapping => 0.6,
-    };
-    let means: Vec<Vec<f64>> = (0..n_labels)
-        .map(|_| {
-            let v: Vec<f64> = (0..dim).map(|_| rng.normal()).collect();
-            let l = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            v.into_iter().map(|x| x / l * norm).collect()
+    let raw: Vec<f64> = (0..dim)
+        .map(|k| match variant {
+            Variant::SeparableIsotropic => 1.0,
+            _ => ((k + 1) as f64).powf(-0.6),
         })
         .collect();
+    let norm = (dim as f64 / raw.iter().map(|s| s * s).sum::<f64>()).sqrt();
+    let sigma: Vec<f64> = raw.iter().map(|s| s * norm).collect();
+    // Isotropic: means at norm ≈ 12 (blobs ~17 apart, noise radius ~28).
+    let alpha = match variant {
+        Variant::SeparableIsotropic => 12.0 / (dim as f64).sqrt(),
+        _ => 4.0,
+    };
+    let mut means: Vec<Vec<f64>> = (0..n_labels)
+        .map(|_| sigma.iter().map(|s| alpha * s * rng.normal()).collect())
+        .collect();
+    if variant == Variant::Overlapping {
+        for l in (1..n_labels).step_by(2) {
+            let base = means[l - 1].clone();
+            means[l] = base
+                .iter()
+                .zip(&sigma)
+                .map(|(m, s)| m + 0.02 * s * rng.normal())
+                .collect();
+        }
+    }
     let weights: Vec<f64> = (0..n_labels)
         .map(|k| 1.0 / ((k + 1) as f64).powf(0.8))
         .collect();
@@ -124,8 +152,8 @@ pub fn generate(
             }
             u -= w;
         }
-        for m in &means[l] {
-            data.push((m + rng.normal()) as f32);
+        for (m, sd) in means[l].iter().zip(&sigma) {
+            data.push((m + sd * rng.normal()) as f32);
         }
         labels.push(l as u32);
         split.push(u8::from(i >= n_train));

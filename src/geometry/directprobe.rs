@@ -402,12 +402,13 @@ impl Greedy<'_> {
                     order.push(h);
                 }
             }
+            let hints = order.len();
             for (b, ids) in alive_by_label.iter().enumerate() {
                 if b == label as usize || self.label_separated[label as usize][b] != Some(false) {
                     continue;
                 }
                 for &id in ids {
-                    if !order.contains(&id) {
+                    if !order[..hints].contains(&id) {
                         order.push(id);
                     }
                 }
