@@ -123,7 +123,16 @@ pub fn analyse_dump(
         .map(|&l| {
             let t = Instant::now();
             let m = dump.layer(task, l)?;
-            let data = m.as_slice().expect("standard layout");
+            // The reader builds standard-layout arrays; a view otherwise
+            // would be a bug here, reported rather than panicking.
+            let owned;
+            let data = match m.as_slice() {
+                Some(d) => d,
+                None => {
+                    owned = m.iter().copied().collect::<Vec<f32>>();
+                    &owned
+                }
+            };
             let mut r = measure_layer(
                 LayerInput {
                     data,

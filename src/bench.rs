@@ -1,4 +1,5 @@
-//! The benchmark harness behind `probewatch bench`: fixed cases on the
+//! The benchmark harness behind `probewatch bench` (binary side: it uses
+//! `anyhow`, spawns processes and times things): fixed cases on the
 //! shared real dump and on synthetic layers, each run in a child process of
 //! the same binary so its wall time and peak resident memory (`VmHWM`) are
 //! its own.
@@ -15,16 +16,17 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{AnalysisOptions, analyse_dump};
-use crate::geometry::hull::{HullParams, PointSet, Query, hull_distance};
-use crate::geometry::measures::{LayerInput, MeasureParams, measure_layer};
-use crate::source::dump::ActivationDump;
-use crate::synth::{Variant, generate};
+use probewatch::analysis::{AnalysisOptions, analyse_dump};
+use probewatch::geometry::hull::{Gram, HullParams, PointSet, Query, hull_distance};
+use probewatch::geometry::measures::{LayerInput, MeasureParams, measure_layer};
+use probewatch::source::dump::ActivationDump;
+use probewatch::synth::{Variant, generate};
 
 /// Names of the cases, in the order they run by default.
 pub const CASES: &[&str] = &[
     "psrole-all-layers",
     "psrole-l6-label-distances",
+    "peer-scipy-nnls-l6",
     "synthetic-separable",
     "synthetic-separable-isotropic",
     "synthetic-overlapping",
@@ -38,15 +40,16 @@ pub struct CaseResult {
     /// Case name.
     pub case: String,
     /// Wall-clock seconds of the measured part (input loading excluded,
-    /// except for `psrole-all-layers`, which includes reading the dump).
-    pub seconds: f64,
+    /// except for `psrole-all-layers`, which includes reading the dump);
+    /// `None` when the case did not run to the end.
+    pub seconds: Option<f64>,
     /// Peak resident set size of the process, MiB.
-    pub peak_rss_mib: f64,
+    pub peak_rss_mib: Option<f64>,
     /// What was computed (sizes, clusters, accuracy).
     pub detail: String,
 }
 
-fn peak_rss_mib() -> f64 {
+fn peak_rss_mib() -> Option<f64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -55,11 +58,76 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+        .map(|kb| kb / 1024.0)
+}
+
+/// The 780 label-pair hull distances of the PS-role dump's layer 6 (labels
+/// in index order, pairs `a < b`), and the seconds they took.
+fn l6_label_distances(data: &Path) -> Result<(f64, Vec<f64>)> {
+    use rayon::prelude::*;
+    let path = data.join(PSROLE);
+    let dump = ActivationDump::open(&path)
+        .with_context(|| format!("the shared dumps are needed: {}", path.display()))?;
+    let task = dump.task(None)?;
+    let m = dump.layer(task, 6)?;
+    let x = m.as_slice().context("layout")?;
+    let train = task.train_indices(dump.splits());
+    let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); task.label_names.len()];
+    for &r in &train {
+        by_label[task.labels[r] as usize].push(r);
+    }
+    let present: Vec<&Vec<usize>> = by_label.iter().filter(|v| !v.is_empty()).collect();
+    let pairs: Vec<(usize, usize)> = (0..present.len())
+        .flat_map(|a| (a + 1..present.len()).map(move |b| (a, b)))
+        .collect();
+    // As `probe` does it: the layer's scale for the tolerance, and the Gram
+    // matrix (its computation timed) when it fits the budget.
+    let scale = {
+        let mut mean = vec![0.0f64; task.dim];
+        for &r in &train {
+            for (m, &v) in mean.iter_mut().zip(&x[r * task.dim..(r + 1) * task.dim]) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= train.len() as f64);
+        let ss: f64 = train
+            .iter()
+            .map(|&r| {
+                x[r * task.dim..(r + 1) * task.dim]
+                    .iter()
+                    .zip(&mean)
+                    .map(|(&v, m)| (v as f64 - m).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        (ss / train.len() as f64).sqrt()
+    };
+    let params = HullParams {
+        scale: Some(scale),
+        ..HullParams::default()
+    };
+    let t = Instant::now();
+    let gram = Gram::fits(task.n, Gram::DEFAULT_BUDGET_BYTES).then(|| Gram::new(x, task.dim));
+    let ds: Vec<f64> = pairs
+        .par_iter()
+        .map(|&(a, b)| {
+            hull_distance(
+                PointSet::subset_with(x, task.dim, present[a], gram.as_ref()),
+                PointSet::subset_with(x, task.dim, present[b], gram.as_ref()),
+                Query::Distance,
+                &params,
+                None,
+            )
+            .distance()
+        })
+        .collect();
+    Ok((t.elapsed().as_secs_f64(), ds))
 }
 
 /// Runs one case in this process.
 pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> Result<CaseResult> {
+    // The peer's own peak RSS (the Python process), not ours.
+    let mut peer_rss = None;
     let (seconds, detail) = match name {
         "psrole-all-layers" => {
             let path = data.join(PSROLE);
@@ -84,44 +152,63 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             (s, d)
         }
         "psrole-l6-label-distances" => {
-            let path = data.join(PSROLE);
-            let dump = ActivationDump::open(&path)
-                .with_context(|| format!("the shared dumps are needed: {}", path.display()))?;
-            let task = dump.task(None)?;
-            let m = dump.layer(task, 6)?;
-            let x = m.as_slice().context("layout")?;
-            let train = task.train_indices(dump.splits());
-            let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); task.label_names.len()];
-            for &r in &train {
-                by_label[task.labels[r] as usize].push(r);
-            }
-            let present: Vec<&Vec<usize>> = by_label.iter().filter(|v| !v.is_empty()).collect();
-            let pairs: Vec<(usize, usize)> = (0..present.len())
-                .flat_map(|a| (a + 1..present.len()).map(move |b| (a, b)))
-                .collect();
-            let params = HullParams::default();
-            let t = Instant::now();
-            use rayon::prelude::*;
-            let ds: Vec<f64> = pairs
-                .par_iter()
-                .map(|&(a, b)| {
-                    hull_distance(
-                        PointSet::subset(x, task.dim, present[a]),
-                        PointSet::subset(x, task.dim, present[b]),
-                        Query::Distance,
-                        &params,
-                        None,
-                    )
-                    .distance()
-                })
-                .collect();
-            let s = t.elapsed().as_secs_f64();
+            let (s, ds) = l6_label_distances(data)?;
             let mean = ds.iter().sum::<f64>() / ds.len() as f64;
             let min = ds.iter().copied().fold(f64::INFINITY, f64::min);
             (
                 s,
                 format!("{} label pairs, min {:.4} mean {:.4}", ds.len(), min, mean),
             )
+        }
+        "peer-scipy-nnls-l6" => {
+            // The same 780 distances by scipy's NNLS, side by side with
+            // ours; skipped (not failed) where numpy/scipy are missing.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peer_nnls.py");
+            let path = data.join(PSROLE);
+            let out = Command::new("python3")
+                .arg(&script)
+                .arg(&path)
+                .arg("6")
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&o.stdout).context("parsing the peer's output")?;
+                    let theirs: Vec<f64> = v["distances"]
+                        .as_array()
+                        .context("peer distances")?
+                        .iter()
+                        .filter_map(|d| d.as_f64())
+                        .collect();
+                    peer_rss = v["peak_rss_kib"].as_f64().map(|k| k / 1024.0);
+                    let ours = l6_label_distances(data)?.1;
+                    let max_rel = ours
+                        .iter()
+                        .zip(&theirs)
+                        .map(|(a, b)| (a - b).abs() / b.abs().max(1e-12))
+                        .fold(0.0f64, f64::max);
+                    (
+                        v["seconds"].as_f64().unwrap_or(f64::NAN),
+                        format!(
+                            "scipy NNLS, {} label pairs, mean {:.4}; largest relative difference to ours {:.1e}",
+                            theirs.len(),
+                            v["mean"].as_f64().unwrap_or(f64::NAN),
+                            max_rel
+                        ),
+                    )
+                }
+                Ok(o) => (
+                    f64::NAN,
+                    format!(
+                        "skipped: peer unavailable ({})",
+                        String::from_utf8_lossy(&o.stderr)
+                            .lines()
+                            .last()
+                            .unwrap_or("python3 failed")
+                    ),
+                ),
+                Err(e) => (f64::NAN, format!("skipped: python3 not found ({e})")),
+            }
         }
         "synthetic-separable" | "synthetic-separable-isotropic" | "synthetic-overlapping" => {
             let variant = match name {
@@ -130,7 +217,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 _ => Variant::Overlapping,
             };
             let n = points.unwrap_or(if quick { 2_000 } else { 20_000 });
-            let test = 0;
+            let test = n / 10;
             let layer = generate(n, test, 768, 17, variant, 20_261_126);
             let names = vec!["train".to_string(), "test".to_string()];
             let t = Instant::now();
@@ -169,8 +256,8 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
     };
     Ok(CaseResult {
         case: name.to_string(),
-        seconds,
-        peak_rss_mib: peak_rss_mib(),
+        seconds: seconds.is_finite().then_some(seconds),
+        peak_rss_mib: peer_rss.or_else(peak_rss_mib),
         detail,
     })
 }
@@ -200,8 +287,10 @@ pub fn run_in_child(
     if let Some(p) = points {
         cmd.arg("--points").arg(p.to_string());
     }
+    // stderr goes straight to ours: a long panic message can never fill a
+    // pipe nobody reads while we poll.
     cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .stderr(std::process::Stdio::inherit());
     let mut child = cmd.spawn().context("spawning the benchmark child")?;
     let start = Instant::now();
     loop {
@@ -213,8 +302,8 @@ pub fn run_in_child(
             child.wait().ok();
             return Ok(CaseResult {
                 case: name.to_string(),
-                seconds: f64::NAN,
-                peak_rss_mib: f64::NAN,
+                seconds: None,
+                peak_rss_mib: None,
                 detail: format!("did not finish within {} s (killed)", timeout.as_secs()),
             });
         }
@@ -222,11 +311,12 @@ pub fn run_in_child(
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!(
-            "child failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Ok(CaseResult {
+            case: name.to_string(),
+            seconds: None,
+            peak_rss_mib: None,
+            detail: format!("failed ({}); its error is printed above", out.status),
+        });
     }
     let line = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(line.trim()).context("parsing the child's result")
@@ -254,8 +344,12 @@ pub fn print_header(out: &mut impl Write, quick: bool, threads: Option<usize>) -
 pub fn print_row(out: &mut impl Write, r: &CaseResult) -> Result<()> {
     writeln!(
         out,
-        "| {} | {:.3} | {:.0} | {} |",
-        r.case, r.seconds, r.peak_rss_mib, r.detail
+        "| {} | {} | {} | {} |",
+        r.case,
+        r.seconds.map_or("—".to_string(), |s| format!("{s:.3}")),
+        r.peak_rss_mib
+            .map_or("—".to_string(), |m| format!("{m:.0}")),
+        r.detail
     )?;
     out.flush()?;
     Ok(())

@@ -10,7 +10,6 @@
 #![deny(unsafe_code)]
 
 pub mod analysis;
-pub mod bench;
 pub mod geometry;
 pub mod source;
 pub mod synth;

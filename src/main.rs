@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod bench;
+
 use probewatch::analysis::{AnalysisOptions, Report, analyse_dump};
-use probewatch::bench;
 use probewatch::geometry::measures::{LabelDistance, MeasureParams};
 use probewatch::source::dump::ActivationDump;
 
@@ -142,7 +143,12 @@ fn run(cli: Cli) -> Result<()> {
                 keep_centroids: centroids,
             };
             let n_layers = match &opts.layers {
-                Some(l) => l.len(),
+                Some(l) => {
+                    let mut l = l.clone();
+                    l.sort_unstable();
+                    l.dedup();
+                    l.len()
+                }
                 None => dump.task(opts.task.as_deref())?.layers.len(),
             };
             let bar = if std::io::stderr().is_terminal() {

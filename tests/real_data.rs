@@ -112,7 +112,7 @@ fn crosstask_comparison_against_baseline() {
     let l = analyse_dump(&late, &opts, &|_| {}).unwrap();
     assert_eq!((b.step, l.step), (Some(0), Some(150)));
     for (rb, rl) in b.layers.iter().zip(&l.layers) {
-        let c = compare(rb, rl);
+        let c = compare(rb, rl).unwrap();
         let moves: Vec<f64> = c.centroid_movement.iter().flatten().copied().collect();
         assert_eq!(moves.len(), 36);
         let mean_move = moves.iter().sum::<f64>() / moves.len() as f64;
@@ -128,7 +128,7 @@ fn crosstask_comparison_against_baseline() {
         let s = c.similarity.unwrap();
         assert!(s > 0.0 && s < 1.0, "{s}");
         // Against itself: no movement, similarity 1.
-        let same = compare(rb, rb);
+        let same = compare(rb, rb).unwrap();
         assert_eq!(same.similarity, Some(1.0));
         assert_eq!(same.grew + same.shrank, 0);
     }

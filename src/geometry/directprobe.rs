@@ -12,7 +12,8 @@
 //!    discarded for good;
 //! 4. an accepted union is paired with every other cluster of its label.
 //!
-//! Exact accelerations (none changes the result):
+//! Exact accelerations (none changes the result, given one absolute
+//! intersection tolerance for the whole run, which [`cluster`] enforces):
 //! - **Label shortcut.** If the hull of all train points of label `a`
 //!   intersects no hull of all points of another label, `a` ends as exactly
 //!   one cluster and never blocks a merge; the greedy loop only runs over the
@@ -22,7 +23,8 @@
 //!   subsets).
 //! - **Sphere pre-filter.** Bounding spheres (centroid + largest radius) that
 //!   do not touch cannot hold intersecting hulls.
-//! - **Overlap cache.** A rejected pair `(i, j)` rejects every later pair
+//! - **Overlap cache.** A pair `(i, j)` rejected by a certified overlap
+//!   rejects every later pair
 //!   `(P, Q)` with `i ⊆ P`, `j ⊆ Q` (an overlap stays an overlap for
 //!   supersets: `P ∪ Q ⊇ i ∪ j` and the blocking cluster only grows), found
 //!   through the merge forest with a union–find, no hull solve needed.
@@ -201,8 +203,35 @@ impl Forest {
     }
 }
 
-/// Runs DirectProbe on `input`. `params.scale` should be set (the layer's
-/// scale) so that every hull query uses one absolute tolerance.
+/// RMS distance of `rows` to their mean.
+fn rms_radius(data: &[f32], dim: usize, rows: &[usize]) -> f64 {
+    let mut mean = vec![0.0f64; dim];
+    for &r in rows {
+        for (m, &v) in mean.iter_mut().zip(&data[r * dim..(r + 1) * dim]) {
+            *m += v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows.len().max(1) as f64);
+    let ss: f64 = rows
+        .iter()
+        .map(|&r| dist2_fx(&data[r * dim..(r + 1) * dim], &mean))
+        .sum();
+    (ss / rows.len().max(1) as f64).sqrt()
+}
+
+fn dist2_fx(a: &[f32], c: &[f64]) -> f64 {
+    a.iter()
+        .zip(c)
+        .map(|(&x, y)| {
+            let t = x as f64 - y;
+            t * t
+        })
+        .sum()
+}
+
+/// Runs DirectProbe on `input`. Every hull query uses the absolute
+/// tolerance `intersect_rel_tol × scale`; when `params.scale` is `None` the
+/// scale is the RMS distance of the input rows to their mean.
 pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
     let LabelledPoints {
         data,
@@ -212,6 +241,19 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
         rows,
         gram,
     } = input;
+    // One absolute tolerance for every query of the run keeps verdicts
+    // monotone under inclusion (the caches rely on it): without a caller's
+    // scale, use the RMS distance of the rows to their mean.
+    let scaled;
+    let params = if params.scale.is_some() {
+        params
+    } else {
+        scaled = HullParams {
+            scale: Some(rms_radius(data, dim, rows).max(f64::MIN_POSITIVE)),
+            ..*params
+        };
+        &scaled
+    };
     let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); n_labels];
     for &r in rows {
         by_label[labels[r] as usize].push(r);
@@ -414,6 +456,7 @@ impl Greedy<'_> {
                 }
             }
             let mut blocked_by = None;
+            let mut certified = true;
             let union = PointSet::subset_with(data, dim, &members, gram);
             for &c in &order {
                 let wc = &work[c as usize];
@@ -436,6 +479,7 @@ impl Greedy<'_> {
                     Verdict::Undetermined => {
                         stats.undetermined += 1;
                         blocked_by = Some(c);
+                        certified = false;
                         break;
                     }
                     Verdict::Intersecting => {
@@ -445,8 +489,12 @@ impl Greedy<'_> {
                 }
             }
             if let Some(c) = blocked_by {
-                work[i as usize].rejected.push(j);
-                work[j as usize].rejected.push(i);
+                // Only a certified overlap is implied for supersets; an
+                // undetermined one refuses this pair alone.
+                if certified {
+                    work[i as usize].rejected.push(j);
+                    work[j as usize].rejected.push(i);
+                }
                 work[i as usize].blocker = Some(c);
                 work[j as usize].blocker = Some(c);
                 continue;

@@ -123,6 +123,8 @@ pub struct ClusterDistanceSummary {
     pub mean: Option<f64>,
     /// Largest cluster distance.
     pub max: Option<f64>,
+    /// `min`, `mean`, `max` divided by the layer's scale.
+    pub normalized: Option<[f64; 3]>,
 }
 
 /// Everything measured on one layer.
@@ -138,6 +140,8 @@ pub struct LayerReport {
     pub clusters_per_label: Vec<usize>,
     /// `[a, b, d(a, b)]` for every pair of labels present in train, `a < b`.
     pub label_distance: Vec<(u32, u32, f64)>,
+    /// `label_distance` divided by `scale`.
+    pub label_distance_normalized: Vec<(u32, u32, f64)>,
     /// Per label: min over other labels of `d(a, b)`; `None` when absent.
     pub min_label_distance: Vec<Option<f64>>,
     /// `min_label_distance` divided by `scale`.
@@ -305,7 +309,10 @@ fn nearest_cluster(
     let mut best: Option<(f64, usize)> = None;
     for (lb, k) in order {
         if let Some((bd, _)) = best {
-            if lb > bd {
+            // A sphere bound and a solver distance round differently: keep
+            // a few ulps of slack so a tie is always decided by the solver
+            // (and then by the lower cluster index), never by the pruning.
+            if lb > bd * (1.0 + 4.0 * f64::EPSILON) {
                 break;
             }
         }
@@ -452,10 +459,20 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
     let (label_distance, cluster_distance) =
         label_distances(data, dim, gram, &kept, params.label_distance, &hull);
     let min_label_distance = min_distances(n_labels, &label_distance);
-    let min_label_distance_normalized = min_label_distance
+    let norm = |v: f64| if scale > 0.0 { v / scale } else { 0.0 };
+    let label_distance_normalized = label_distance
         .iter()
-        .map(|d| d.map(|v| if scale > 0.0 { v / scale } else { 0.0 }))
+        .map(|&(a, b, d)| (a, b, norm(d)))
         .collect();
+    let mut cluster_distance = cluster_distance;
+    if let (Some(lo), Some(me), Some(hi)) = (
+        cluster_distance.min,
+        cluster_distance.mean,
+        cluster_distance.max,
+    ) {
+        cluster_distance.normalized = Some([norm(lo), norm(me), norm(hi)]);
+    }
+    let min_label_distance_normalized = min_label_distance.iter().map(|d| d.map(norm)).collect();
 
     let mut split_sizes = BTreeMap::new();
     let mut accuracy = BTreeMap::new();
@@ -508,6 +525,7 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         labels_present: centroids.iter().filter(|c| c.is_some()).count(),
         clusters_per_label: clustering.clusters_per_label(n_labels),
         label_distance,
+        label_distance_normalized,
         min_label_distance,
         min_label_distance_normalized,
         scale,
@@ -529,21 +547,60 @@ pub struct LayerComparison {
     /// Per label: Euclidean distance between its centroids (`None` when
     /// absent from either).
     pub centroid_movement: Vec<Option<f64>>,
+    /// `centroid_movement` divided by the reference's scale.
+    pub centroid_movement_normalized: Vec<Option<f64>>,
     /// Pearson correlation of the label-distance vectors (common pairs).
     pub similarity: Option<f64>,
     /// Labels whose min distance grew.
     pub grew: usize,
     /// Labels whose min distance shrank.
     pub shrank: usize,
+    /// Labels whose normalized min distance grew.
+    pub grew_normalized: usize,
+    /// Labels whose normalized min distance shrank.
+    pub shrank_normalized: usize,
     /// Mean change of the min label distance over labels present in both.
     pub mean_change: Option<f64>,
     /// Mean change of the normalized min label distance.
     pub mean_change_normalized: Option<f64>,
 }
 
+/// Why two layer reports cannot be compared.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum CompareError {
+    /// The reports have different label sets.
+    #[error("label count differs: {reference} in the reference, {current} now")]
+    Labels {
+        /// Labels in the reference.
+        reference: usize,
+        /// Labels now.
+        current: usize,
+    },
+    /// A report was made without centroids (`keep_centroids`).
+    #[error("a report has no centroids (analyse with centroids kept)")]
+    NoCentroids,
+}
+
 /// Compares `current` against `reference` (same task and layer).
-pub fn compare(reference: &LayerReport, current: &LayerReport) -> LayerComparison {
-    let centroid_movement = reference
+pub fn compare(
+    reference: &LayerReport,
+    current: &LayerReport,
+) -> Result<LayerComparison, CompareError> {
+    let (nr, nc) = (
+        reference.min_label_distance.len(),
+        current.min_label_distance.len(),
+    );
+    if nr != nc {
+        return Err(CompareError::Labels {
+            reference: nr,
+            current: nc,
+        });
+    }
+    if reference.centroids.len() != nr || current.centroids.len() != nc {
+        return Err(CompareError::NoCentroids);
+    }
+    let centroid_movement: Vec<Option<f64>> = reference
         .centroids
         .iter()
         .zip(&current.centroids)
@@ -558,8 +615,20 @@ pub fn compare(reference: &LayerReport, current: &LayerReport) -> LayerCompariso
             _ => None,
         })
         .collect();
+    let centroid_movement_normalized = centroid_movement
+        .iter()
+        .map(|m| {
+            m.map(|v| {
+                if reference.scale > 0.0 {
+                    v / reference.scale
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
     let similarity = distance_similarity(&reference.label_distance, &current.label_distance);
-    let (mut grew, mut shrank) = (0, 0);
+    let (mut grew, mut shrank, mut grew_n, mut shrank_n) = (0, 0, 0, 0);
     let (mut sum, mut sumn, mut n) = (0.0, 0.0, 0usize);
     let pairs = reference
         .min_label_distance
@@ -573,24 +642,26 @@ pub fn compare(reference: &LayerReport, current: &LayerReport) -> LayerCompariso
         );
     for ((a, b), (an, bn)) in pairs {
         if let (Some(a), Some(b), Some(an), Some(bn)) = (a, b, an, bn) {
-            if b > a {
-                grew += 1;
-            } else if b < a {
-                shrank += 1;
-            }
+            grew += usize::from(b > a);
+            shrank += usize::from(b < a);
+            grew_n += usize::from(bn > an);
+            shrank_n += usize::from(bn < an);
             sum += b - a;
             sumn += bn - an;
             n += 1;
         }
     }
-    LayerComparison {
+    Ok(LayerComparison {
         centroid_movement,
+        centroid_movement_normalized,
         similarity,
         grew,
         shrank,
+        grew_normalized: grew_n,
+        shrank_normalized: shrank_n,
         mean_change: (n > 0).then(|| sum / n as f64),
         mean_change_normalized: (n > 0).then(|| sumn / n as f64),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -650,9 +721,12 @@ mod tests {
         // Test split: single points per label; distances 9.x vs train 8.
         assert!(r.similarity["train_test"].unwrap() > 0.99);
         // Comparing with itself.
-        let c = compare(&r, &r);
+        let c = compare(&r, &r).unwrap();
         assert_eq!(c.grew + c.shrank, 0);
         assert_eq!(c.similarity, Some(1.0));
         assert!(c.centroid_movement.iter().all(|m| *m == Some(0.0)));
+        let mut bare = r.clone();
+        bare.centroids.clear();
+        assert_eq!(compare(&bare, &r), Err(CompareError::NoCentroids));
     }
 }
