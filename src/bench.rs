@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use probewatch::analysis::{AnalysisOptions, analyse_dump};
-use probewatch::geometry::hull::{Gram, HullParams, PointSet, Query, hull_distance};
+use probewatch::geometry::hull::{Gram, HullParams, PointSet, Query, hull_distance, rms_radius};
 use probewatch::geometry::measures::{LayerInput, MeasureParams, measure_layer};
 use probewatch::source::dump::ActivationDump;
 use probewatch::synth::{Variant, generate};
@@ -82,26 +82,7 @@ fn l6_label_distances(data: &Path) -> Result<(f64, Vec<f64>)> {
         .collect();
     // As `probe` does it: the layer's scale for the tolerance, and the Gram
     // matrix (its computation timed) when it fits the budget.
-    let scale = {
-        let mut mean = vec![0.0f64; task.dim];
-        for &r in &train {
-            for (m, &v) in mean.iter_mut().zip(&x[r * task.dim..(r + 1) * task.dim]) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= train.len() as f64);
-        let ss: f64 = train
-            .iter()
-            .map(|&r| {
-                x[r * task.dim..(r + 1) * task.dim]
-                    .iter()
-                    .zip(&mean)
-                    .map(|(&v, m)| (v as f64 - m).powi(2))
-                    .sum::<f64>()
-            })
-            .sum();
-        (ss / train.len() as f64).sqrt()
-    };
+    let scale = rms_radius(x, task.dim, &train);
     let params = HullParams {
         scale: Some(scale),
         ..HullParams::default()

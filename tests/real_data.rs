@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use probewatch::analysis::{AnalysisOptions, analyse_dump};
 use probewatch::geometry::directprobe::{LabelledPoints, cluster, verify};
-use probewatch::geometry::hull::{Gram, HullParams};
+use probewatch::geometry::hull::{Gram, HullParams, rms_radius};
 use probewatch::geometry::measures::compare;
 use probewatch::source::dump::ActivationDump;
 
@@ -22,27 +22,6 @@ fn dumps() -> PathBuf {
     p
 }
 
-fn layer_scale(data: &[f32], dim: usize, rows: &[usize]) -> f64 {
-    let mut mean = vec![0.0f64; dim];
-    for &r in rows {
-        for (m, &v) in mean.iter_mut().zip(&data[r * dim..(r + 1) * dim]) {
-            *m += v as f64;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= rows.len() as f64);
-    let ss: f64 = rows
-        .iter()
-        .map(|&r| {
-            data[r * dim..(r + 1) * dim]
-                .iter()
-                .zip(&mean)
-                .map(|(&v, m)| (v as f64 - m).powi(2))
-                .sum::<f64>()
-        })
-        .sum();
-    (ss / rows.len() as f64).sqrt()
-}
-
 fn check_layer(layer: usize, want_clusters: usize) {
     let dump = ActivationDump::open(&dumps().join("streusle-ps_role-minilm.safetensors")).unwrap();
     let task = dump.task(None).unwrap();
@@ -51,7 +30,7 @@ fn check_layer(layer: usize, want_clusters: usize) {
     let train = task.train_indices(dump.splits());
     let gram = Gram::new(data, task.dim);
     let params = HullParams {
-        scale: Some(layer_scale(data, task.dim, &train)),
+        scale: Some(rms_radius(data, task.dim, &train)),
         ..HullParams::default()
     };
     let input = LabelledPoints {

@@ -43,7 +43,9 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use super::hull::{Gram, HullParams, PointSet, Query, Verdict, dist2_ff, hull_distance};
+use super::hull::{
+    Gram, HullParams, PointSet, Query, Verdict, dist2_ff, hull_distance, rms_radius,
+};
 
 /// One final cluster: a label and the rows (sorted) of the layer matrix.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -201,32 +203,6 @@ impl Forest {
         }
         root
     }
-}
-
-/// RMS distance of `rows` to their mean.
-fn rms_radius(data: &[f32], dim: usize, rows: &[usize]) -> f64 {
-    let mut mean = vec![0.0f64; dim];
-    for &r in rows {
-        for (m, &v) in mean.iter_mut().zip(&data[r * dim..(r + 1) * dim]) {
-            *m += v as f64;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= rows.len().max(1) as f64);
-    let ss: f64 = rows
-        .iter()
-        .map(|&r| dist2_fx(&data[r * dim..(r + 1) * dim], &mean))
-        .sum();
-    (ss / rows.len().max(1) as f64).sqrt()
-}
-
-fn dist2_fx(a: &[f32], c: &[f64]) -> f64 {
-    a.iter()
-        .zip(c)
-        .map(|(&x, y)| {
-            let t = x as f64 - y;
-            t * t
-        })
-        .sum()
 }
 
 /// Runs DirectProbe on `input`. Every hull query uses the absolute

@@ -454,6 +454,36 @@ fn gram_dot(x: &[f64], y: &[f64]) -> f64 {
     dot_xx(x, y)
 }
 
+/// The RMS distance of `rows` of a row-major matrix to their mean: the
+/// "scale" of a layer (DESIGN §2) that tolerances and normalised distances
+/// are relative to. 0 for no rows.
+pub fn rms_radius(data: &[f32], dim: usize, rows: &[usize]) -> f64 {
+    if rows.is_empty() {
+        return 0.0;
+    }
+    let mut mean = vec![0.0f64; dim];
+    for &r in rows {
+        for (m, &v) in mean.iter_mut().zip(&data[r * dim..(r + 1) * dim]) {
+            *m += v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows.len() as f64);
+    let ss: f64 = rows
+        .iter()
+        .map(|&r| {
+            data[r * dim..(r + 1) * dim]
+                .iter()
+                .zip(&mean)
+                .map(|(&v, m)| {
+                    let t = v as f64 - m;
+                    t * t
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    (ss / rows.len() as f64).sqrt()
+}
+
 /// One vertex of the corral: the difference `a[ia] − b[ib]`, kept
 /// explicitly in the primal space.
 struct Vertex {

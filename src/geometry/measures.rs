@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::directprobe::{self, Cluster, ClusterStats, LabelledPoints};
-use super::hull::{Gram, HullParams, PointSet, Query, hull_distance};
+use super::hull::{Gram, HullParams, PointSet, Query, hull_distance, rms_radius};
 
 /// How the distance between two labels is formed from their cluster
 /// distances.
@@ -182,7 +182,8 @@ fn rows_of(split: &[u8], s: u8) -> Vec<usize> {
         .collect()
 }
 
-/// RMS distance of `rows` to their mean, and the per-label centroids.
+/// The layer's scale (RMS distance of `rows` to their mean) and the
+/// per-label centroids of `rows`.
 fn scale_and_centroids(
     data: &[f32],
     dim: usize,
@@ -190,26 +191,13 @@ fn scale_and_centroids(
     n_labels: usize,
     rows: &[usize],
 ) -> (f64, Vec<Option<Vec<f64>>>) {
-    let mut mean = vec![0.0f64; dim];
     let mut sums = vec![vec![0.0f64; dim]; n_labels];
     let mut counts = vec![0usize; n_labels];
     for &r in rows {
-        let p = &data[r * dim..(r + 1) * dim];
         let l = labels[r] as usize;
         counts[l] += 1;
-        for k in 0..dim {
-            mean[k] += p[k] as f64;
-            sums[l][k] += p[k] as f64;
-        }
-    }
-    let n = rows.len().max(1) as f64;
-    mean.iter_mut().for_each(|m| *m /= n);
-    let mut ss = 0.0;
-    for &r in rows {
-        let p = &data[r * dim..(r + 1) * dim];
-        for k in 0..dim {
-            let d = p[k] as f64 - mean[k];
-            ss += d * d;
+        for (s, &v) in sums[l].iter_mut().zip(&data[r * dim..(r + 1) * dim]) {
+            *s += v as f64;
         }
     }
     let centroids = sums
@@ -217,7 +205,7 @@ fn scale_and_centroids(
         .zip(&counts)
         .map(|(s, &c)| (c > 0).then(|| s.into_iter().map(|v| v / c as f64).collect()))
         .collect();
-    ((ss / n).sqrt(), centroids)
+    (rms_radius(data, dim, rows), centroids)
 }
 
 /// Label distances from the clusters: `(a, b, d)` for `a < b`, both with at
