@@ -386,6 +386,11 @@ impl Gram {
     /// one fixed-order dot product, so the result is the same for any thread
     /// count.
     pub fn new(data: &[f32], dim: usize) -> Gram {
+        Gram::with_mean(data, dim).0
+    }
+
+    /// [`Gram::new`], also returning the mean the rows were centred at.
+    fn with_mean(data: &[f32], dim: usize) -> (Gram, Vec<f64>) {
         use rayon::prelude::*;
         assert!(dim > 0 && data.len() % dim == 0, "matrix shape mismatch");
         let n = data.len() / dim;
@@ -413,7 +418,7 @@ impl Gram {
                 k[i * n + j] = k[j * n + i];
             }
         }
-        Gram { n, k }
+        (Gram { n, k }, mean)
     }
 
     /// Number of rows.
@@ -683,6 +688,75 @@ enum Space<'g> {
     Primal,
     /// Lookups in a precomputed Gram matrix over the rows of one layer.
     Gram(&'g Gram),
+    /// A point against a cluster with its own Gram matrix (indexed by
+    /// position in A) and the point's inner products with it.
+    Point(&'g PointKernel<'g>),
+}
+
+/// A point's inner products with a cluster that has a [`ClusterGram`]
+/// (both centred at the cluster's mean).
+struct PointKernel<'g> {
+    k: &'g Gram,
+    kp: Vec<f64>,
+    kpp: f64,
+}
+
+/// The Gram matrix of one cluster (its rows centred at their mean), for
+/// many point-to-hull queries against it ([`point_distance_with`]): each
+/// then costs one `O(n·d)` pass for the point's inner products and
+/// `O(n·m)` per iteration, instead of `O(n·d)` per iteration. Used for
+/// nearest-cluster search on layers too large for a whole-layer [`Gram`].
+#[derive(Clone, Debug)]
+pub struct ClusterGram {
+    gram: Gram,
+    mean: Vec<f64>,
+}
+
+impl ClusterGram {
+    /// Computes the Gram matrix of the points of `set`.
+    pub fn new(set: PointSet<'_>) -> ClusterGram {
+        let dim = set.dim();
+        let rows: Vec<f32> = (0..set.len())
+            .flat_map(|t| set.point(t).iter().copied())
+            .collect();
+        let (gram, mean) = Gram::with_mean(&rows, dim);
+        ClusterGram { gram, mean }
+    }
+
+    /// Bytes held for a cluster of `n` points.
+    pub fn bytes(n: usize) -> usize {
+        n.saturating_mul(n).saturating_mul(8)
+    }
+}
+
+/// Distance from the point `p` to the hull of `a`, in the space of `a`'s
+/// [`ClusterGram`] (which must have been built from the same `a`).
+pub fn point_distance_with(
+    a: PointSet<'_>,
+    cg: &ClusterGram,
+    p: &[f32],
+    query: Query,
+    params: &HullParams,
+) -> HullResult {
+    assert_eq!(cg.gram.len(), a.len(), "ClusterGram built for another set");
+    let pc: Vec<f64> = p.iter().zip(&cg.mean).map(|(&v, m)| v as f64 - m).collect();
+    let kp: Vec<f64> = (0..a.len())
+        .map(|t| {
+            a.point(t)
+                .iter()
+                .zip(&cg.mean)
+                .zip(&pc)
+                .map(|((&v, m), q)| (v as f64 - m) * q)
+                .sum()
+        })
+        .collect();
+    let kpp = dot_xx(&pc, &pc);
+    let pk = PointKernel {
+        k: &cg.gram,
+        kp,
+        kpp,
+    };
+    dispatch(a, PointSet::all(p, p.len()), query, params, None, Some(&pk))
 }
 
 /// The solver's state for one query.
@@ -750,6 +824,18 @@ impl Solver<'_, '_> {
                 let zz = (k.at(ra, ra) - k.at(ra, rb)) - (k.at(rb, ra) - k.at(rb, rb));
                 self.corral.push(Vertex { ia, ib, z: None }, dots, zz)
             }
+            Space::Point(pk) => {
+                // ⟨a_i − p, a_j − p⟩ = K[i,j] − kp[i] − kp[j] + kpp.
+                let ki = pk.k.row(ia);
+                let dots: Vec<f64> = self
+                    .corral
+                    .verts
+                    .iter()
+                    .map(|v| (ki[v.ia] - pk.kp[ia]) - (pk.kp[v.ia] - pk.kpp))
+                    .collect();
+                let zz = (ki[ia] - pk.kp[ia]) - (pk.kp[ia] - pk.kpp);
+                self.corral.push(Vertex { ia, ib, z: None }, dots, zz)
+            }
         }
     }
 
@@ -809,6 +895,32 @@ impl Solver<'_, '_> {
                 let (ib, bmax) = eval(&self.b, false);
                 (ia, amin, ib, bmax)
             }
+            (Space::Point(pk), _) => {
+                let mut coef: Vec<(usize, f64)> = self
+                    .corral
+                    .verts
+                    .iter()
+                    .zip(&self.corral.lambda)
+                    .filter(|&(_, &l)| l != 0.0)
+                    .map(|(v, &l)| (v.ia, l))
+                    .collect();
+                coef.sort_unstable_by_key(|e| e.0);
+                let mut g: Vec<f64> = pk.kp.iter().map(|v| -v).collect();
+                let mut bval = -pk.kpp;
+                for &(ia, c) in &coef {
+                    for (gt, &kv) in g.iter_mut().zip(pk.k.row(ia)) {
+                        *gt += c * kv;
+                    }
+                    bval += c * pk.kp[ia];
+                }
+                let mut best = (0, g[0]);
+                for (t, &v) in g.iter().enumerate().skip(1) {
+                    if v < best.1 {
+                        best = (t, v);
+                    }
+                }
+                (best.0, best.1, 0, bval)
+            }
             (Space::Primal, None) => unreachable!("primal LMO needs x"),
         }
     }
@@ -854,13 +966,24 @@ fn diff(a: &[f32], b: &[f32]) -> Vec<f64> {
 ///
 /// # Panics
 /// If either set is empty or their dimensions differ.
-#[allow(unsafe_code)] // the AVX2 dispatch below
 pub fn hull_distance(
     a: PointSet<'_>,
     b: PointSet<'_>,
     query: Query,
     params: &HullParams,
     warm: Option<&WarmStart>,
+) -> HullResult {
+    dispatch(a, b, query, params, warm, None)
+}
+
+#[allow(unsafe_code)] // the AVX2 dispatch below
+fn dispatch(
+    a: PointSet<'_>,
+    b: PointSet<'_>,
+    query: Query,
+    params: &HullParams,
+    warm: Option<&WarmStart>,
+    point: Option<&PointKernel<'_>>,
 ) -> HullResult {
     #[cfg(target_arch = "x86_64")]
     {
@@ -870,10 +993,10 @@ pub fn hull_distance(
             // unsafe calls (the other is `gram_dot`): the LMO's dot products
             // were 56% of a probe run, and the AVX2 build cut its CPU time
             // by 20–25% (measured with `--threads 1`).
-            return unsafe { solve_avx2(a, b, query, params, warm) };
+            return unsafe { solve_avx2(a, b, query, params, warm, point) };
         }
     }
-    solve(a, b, query, params, warm)
+    solve(a, b, query, params, warm, point)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -885,8 +1008,9 @@ unsafe fn solve_avx2(
     query: Query,
     params: &HullParams,
     warm: Option<&WarmStart>,
+    point: Option<&PointKernel<'_>>,
 ) -> HullResult {
-    solve(a, b, query, params, warm)
+    solve(a, b, query, params, warm, point)
 }
 
 #[inline(always)]
@@ -896,6 +1020,7 @@ fn solve(
     query: Query,
     params: &HullParams,
     warm: Option<&WarmStart>,
+    point: Option<&PointKernel<'_>>,
 ) -> HullResult {
     assert!(!a.is_empty() && !b.is_empty(), "empty point set");
     assert_eq!(a.dim(), b.dim(), "dimension mismatch");
@@ -920,8 +1045,9 @@ fn solve(
         Query::Separability => tol,
         Query::DistanceUpTo(c) => c.max(tol),
     };
-    let space = match (a.gram, b.gram) {
-        (Some(ga), Some(gb)) if std::ptr::eq(ga, gb) && std::ptr::eq(a.data, b.data) => {
+    let space = match (point, a.gram, b.gram) {
+        (Some(pk), _, _) => Space::Point(pk),
+        (None, Some(ga), Some(gb)) if std::ptr::eq(ga, gb) && std::ptr::eq(a.data, b.data) => {
             Space::Gram(ga)
         }
         _ => Space::Primal,
@@ -989,7 +1115,7 @@ fn solve(
     }
     if sv.corral.verts.is_empty() {
         let (ia, ib) = match (space, best_dir.is_empty()) {
-            (Space::Gram(_), true) => (0, 0),
+            (Space::Gram(_) | Space::Point(_), true) => (0, 0),
             _ => {
                 let dir: Vec<f64> = if best_dir.is_empty() {
                     let mut ca = vec![0.0; dim];
@@ -1363,6 +1489,25 @@ mod tests {
             assert!(close(p.distance(), want), "{p:?}");
             assert!(close(q.distance(), want), "{q:?}");
             assert!(q.lower <= q.upper);
+        }
+    }
+
+    #[test]
+    fn point_queries_with_a_cluster_gram() {
+        let tri = [0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0];
+        let set = PointSet::all(&tri, 3);
+        let cg = ClusterGram::new(set);
+        for (p, want) in [
+            ([2.0f32, 2.0, 2.0], 2.0 / 3f64.sqrt()),
+            ([0.5, 0.5, 0.5], 0.0),
+            ([-3.0, 0.0, 0.0], 3.0),
+            ([0.0, 0.0, 4.0], 0.0),
+        ] {
+            let r = point_distance_with(set, &cg, &p, Query::Distance, &HullParams::default());
+            let q = point_distance(set, &p, Query::Distance, &HullParams::default());
+            assert!(close(r.distance(), want), "{p:?} {r:?}");
+            assert_eq!(r.verdict, q.verdict);
+            assert!(r.lower <= r.upper);
         }
     }
 

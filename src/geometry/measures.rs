@@ -23,7 +23,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::directprobe::{self, Cluster, ClusterStats, LabelledPoints};
-use super::hull::{Gram, HullParams, PointSet, Query, hull_distance, rms_radius};
+use super::hull::{
+    ClusterGram, Gram, HullParams, PointSet, Query, hull_distance, point_distance_with, rms_radius,
+};
 
 /// How the distance between two labels is formed from their cluster
 /// distances.
@@ -52,6 +54,10 @@ pub struct MeasureParams {
     /// Largest Gram matrix (bytes) to precompute per layer; layers whose
     /// n² · 8 bytes exceed it use the primal solver. 0 disables it.
     pub gram_budget_bytes: usize,
+    /// On layers without a whole-layer Gram matrix: bytes of per-cluster
+    /// Gram matrices for the nearest-cluster search (largest clusters
+    /// first). 0 disables them.
+    pub cluster_gram_budget_bytes: usize,
 }
 
 impl Default for MeasureParams {
@@ -62,6 +68,7 @@ impl Default for MeasureParams {
             drop_clusters_up_to: 0,
             train_test_similarity: true,
             gram_budget_bytes: Gram::DEFAULT_BUDGET_BYTES,
+            cluster_gram_budget_bytes: 512 << 20,
         }
     }
 }
@@ -269,10 +276,12 @@ fn label_distances(
 }
 
 /// Index of the cluster whose hull is nearest to `p` (ties: lowest index).
+#[allow(clippy::too_many_arguments)]
 fn nearest_cluster(
     data: &[f32],
     dim: usize,
     gram: Option<&Gram>,
+    cluster_grams: &[Option<ClusterGram>],
     clusters: &[&Cluster],
     spheres: &[(Vec<f64>, f64)],
     row: usize,
@@ -308,13 +317,17 @@ fn nearest_cluster(
             Some((bd, _)) => Query::DistanceUpTo(bd),
             None => Query::Distance,
         };
-        let r = hull_distance(
-            PointSet::subset_with(data, dim, &clusters[k].members, gram),
-            PointSet::subset_with(data, dim, &prow, gram),
-            query,
-            hull,
-            None,
-        );
+        let members = PointSet::subset_with(data, dim, &clusters[k].members, gram);
+        let r = match (gram, cluster_grams.get(k).and_then(|g| g.as_ref())) {
+            (None, Some(cg)) => point_distance_with(members, cg, p, query, hull),
+            _ => hull_distance(
+                members,
+                PointSet::subset_with(data, dim, &prow, gram),
+                query,
+                hull,
+                None,
+            ),
+        };
         if let Some((bd, _)) = best {
             if r.lower > bd {
                 continue;
@@ -464,6 +477,44 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
 
     let mut split_sizes = BTreeMap::new();
     let mut accuracy = BTreeMap::new();
+    // Without a whole-layer Gram matrix, give the largest clusters their
+    // own (within budget) for the many point queries against them.
+    let has_eval = split_names
+        .iter()
+        .enumerate()
+        .any(|(s, _)| s as u8 != train_id && split.contains(&(s as u8)));
+    let mut cluster_grams: Vec<Option<ClusterGram>> = vec![None; kept.len()];
+    if gram.is_none() && has_eval && params.cluster_gram_budget_bytes > 0 {
+        let mut order: Vec<usize> = (0..kept.len()).collect();
+        order.sort_by(|&x, &y| {
+            kept[y]
+                .members
+                .len()
+                .cmp(&kept[x].members.len())
+                .then(x.cmp(&y))
+        });
+        let mut left = params.cluster_gram_budget_bytes;
+        let mut chosen = Vec::new();
+        for k in order {
+            let b = ClusterGram::bytes(kept[k].members.len());
+            if kept[k].members.len() > 1 && b <= left {
+                left -= b;
+                chosen.push(k);
+            }
+        }
+        let built: Vec<(usize, ClusterGram)> = chosen
+            .par_iter()
+            .map(|&k| {
+                (
+                    k,
+                    ClusterGram::new(PointSet::subset(data, dim, &kept[k].members)),
+                )
+            })
+            .collect();
+        for (k, g) in built {
+            cluster_grams[k] = Some(g);
+        }
+    }
     let spheres: Vec<(Vec<f64>, f64)> =
         kept.iter().map(|c| sphere(data, dim, &c.members)).collect();
     for (s, name) in split_names.iter().enumerate() {
@@ -475,7 +526,7 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         let correct: usize = rows
             .par_iter()
             .map(|&r| {
-                let k = nearest_cluster(data, dim, gram, &kept, &spheres, r, &hull);
+                let k = nearest_cluster(data, dim, gram, &cluster_grams, &kept, &spheres, r, &hull);
                 usize::from(k.is_some_and(|k| kept[k].label == labels[r]))
             })
             .collect::<Vec<_>>()
@@ -655,6 +706,47 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The three ways to search the nearest cluster (whole-layer Gram,
+    /// per-cluster Gram, primal) give the same accuracy and the same
+    /// report otherwise.
+    #[test]
+    fn solver_spaces_agree_on_a_synthetic_layer() {
+        let l = crate::synth::generate(300, 60, 24, 5, crate::synth::Variant::Overlapping, 3);
+        let names = vec!["train".to_string(), "test".to_string()];
+        let input = LayerInput {
+            data: &l.data,
+            dim: l.dim,
+            labels: &l.labels,
+            n_labels: l.n_labels,
+            split: &l.split,
+            split_names: &names,
+        };
+        let gram = measure_layer(input, &MeasureParams::default());
+        let cluster_grams = measure_layer(
+            input,
+            &MeasureParams {
+                gram_budget_bytes: 0,
+                ..MeasureParams::default()
+            },
+        );
+        let primal = measure_layer(
+            input,
+            &MeasureParams {
+                gram_budget_bytes: 0,
+                cluster_gram_budget_bytes: 0,
+                ..MeasureParams::default()
+            },
+        );
+        for other in [&cluster_grams, &primal] {
+            assert_eq!(gram.accuracy, other.accuracy);
+            assert_eq!(gram.clusters, other.clusters);
+            assert_eq!(gram.train_clusters, other.train_clusters);
+            for (x, y) in gram.label_distance.iter().zip(&other.label_distance) {
+                assert!((x.2 - y.2).abs() <= 1e-4 * x.2.max(1e-9), "{x:?} {y:?}");
+            }
+        }
+    }
 
     #[test]
     fn pearson_known() {
