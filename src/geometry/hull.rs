@@ -190,6 +190,12 @@ pub struct HullParams {
     pub scale: Option<f64>,
     /// Upper limit on major iterations; `None`: `10·(|A| + |B|) + 1000`.
     pub max_iterations: Option<usize>,
+    /// In the Gram spaces, recompute both bounds and the direction from the
+    /// rows at the end (a few `O(n·d)` passes), so the certificate does not
+    /// rest on Gram-space rounding (~ε·scale²/‖x‖). Turned off only where
+    /// the answer decides an argmin and is not reported (nearest-cluster
+    /// search).
+    pub explicit_certificate: bool,
 }
 
 impl Default for HullParams {
@@ -199,6 +205,7 @@ impl Default for HullParams {
             intersect_rel_tol: 1e-6,
             scale: None,
             max_iterations: None,
+            explicit_certificate: true,
         }
     }
 }
@@ -1247,7 +1254,7 @@ fn solve(
         upper = un;
     }
 
-    if !explicit {
+    if !explicit && params.explicit_certificate {
         // Make the certificate explicit: the final point's norm and the best
         // direction, computed from the rows themselves.
         let xe = sv.point();

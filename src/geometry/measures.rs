@@ -289,6 +289,11 @@ fn nearest_cluster(
 ) -> Option<usize> {
     let p = &data[row * dim..(row + 1) * dim];
     let prow = [row];
+    // Only the argmin is used: skip the explicit end-of-solve certificate.
+    let hull = &HullParams {
+        explicit_certificate: false,
+        ..*hull
+    };
     let mut order: Vec<(f64, usize)> = spheres
         .iter()
         .enumerate()
