@@ -156,7 +156,14 @@ struct Work {
     blocker: Option<u32>,
 }
 
-fn centroid_radius(data: &[f32], dim: usize, members: &[usize], sum: &[f64]) -> (Vec<f64>, f64) {
+/// Bounding sphere of `members` (centroid and largest distance to it),
+/// given the sum of their rows.
+pub(crate) fn centroid_radius(
+    data: &[f32],
+    dim: usize,
+    members: &[usize],
+    sum: &[f64],
+) -> (Vec<f64>, f64) {
     let n = members.len() as f64;
     let c: Vec<f64> = sum.iter().map(|s| s / n).collect();
     let mut r2: f64 = 0.0;

@@ -45,7 +45,8 @@
 //! products accumulate in `f64`.
 //!
 //! What this module does not do: choose which pairs to query (that is
-//! [`super::directprobe`]), parallelise (callers do), or any I/O.
+//! [`super::directprobe`]), run queries in parallel (callers do; only
+//! building a [`Gram`] matrix uses rayon, row by row), or any I/O.
 
 use std::fmt;
 

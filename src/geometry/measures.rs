@@ -347,27 +347,16 @@ fn nearest_cluster(
     best.map(|(_, k)| k)
 }
 
+/// Bounding sphere of a cluster (the pre-filter of the nearest-cluster
+/// search).
 fn sphere(data: &[f32], dim: usize, members: &[usize]) -> (Vec<f64>, f64) {
-    let mut c = vec![0.0f64; dim];
+    let mut sum = vec![0.0f64; dim];
     for &m in members {
-        for (ck, &v) in c.iter_mut().zip(&data[m * dim..(m + 1) * dim]) {
-            *ck += v as f64;
+        for (s, &v) in sum.iter_mut().zip(&data[m * dim..(m + 1) * dim]) {
+            *s += v as f64;
         }
     }
-    let n = members.len() as f64;
-    c.iter_mut().for_each(|v| *v /= n);
-    let r = members
-        .iter()
-        .map(|&m| {
-            data[m * dim..(m + 1) * dim]
-                .iter()
-                .zip(&c)
-                .map(|(&x, y)| (x as f64 - y).powi(2))
-                .sum::<f64>()
-        })
-        .fold(0.0f64, f64::max)
-        .sqrt();
-    (c, r)
+    directprobe::centroid_radius(data, dim, members, &sum)
 }
 
 /// Pearson correlation of two equally long vectors; `None` when shorter
