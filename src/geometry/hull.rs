@@ -248,6 +248,8 @@ pub struct HullResult {
     pub support_a: Vec<(usize, f64)>,
     /// Positions in B and weights of the final hull point of B.
     pub support_b: Vec<(usize, f64)>,
+    /// The final active set: vertex pairs `(position in A, position in B)`.
+    pub vertices: Vec<(usize, usize)>,
 }
 
 impl HullResult {
@@ -270,6 +272,7 @@ impl HullResult {
             direction: self.direction.clone(),
             support_a: self.support_a.iter().map(|&(i, _)| i).collect(),
             support_b: self.support_b.iter().map(|&(j, _)| j).collect(),
+            pairs: self.vertices.clone(),
         }
     }
 }
@@ -286,6 +289,10 @@ pub struct WarmStart {
     pub support_a: Vec<usize>,
     /// Positions in B of the previous support points.
     pub support_b: Vec<usize>,
+    /// The previous active set's vertices `(position in A, position in B)`;
+    /// when given (and in range) the corral restarts from exactly these, so a
+    /// warm solve of unchanged data ends where the cold one did.
+    pub pairs: Vec<(usize, usize)>,
 }
 
 /// `⟨a, x⟩` with an `f32` row and an `f64` vector, accumulated in `f64`.
@@ -1096,7 +1103,21 @@ fn solve(
     // vertex of the warm direction or of the centroid difference (primal),
     // or the first pair (Gram space, where a centroid pass would cost more
     // than the iterations it saves).
-    if let Some(w) = warm {
+    let warm_pairs: Vec<(usize, usize)> = warm
+        .map(|w| {
+            w.pairs
+                .iter()
+                .copied()
+                .filter(|&(i, j)| i < a.len() && j < b.len())
+                .collect()
+        })
+        .unwrap_or_default();
+    for &(i, j) in &warm_pairs {
+        if !sv.corral.contains(i, j) {
+            sv.push(i, j);
+        }
+    }
+    if let Some(w) = warm.filter(|_| warm_pairs.is_empty()) {
         let sa: Vec<usize> = w
             .support_a
             .iter()
@@ -1170,6 +1191,7 @@ fn solve(
                 direction: best_dir,
                 support_a: vec![(ia, 1.0)],
                 support_b: vec![(ib, 1.0)],
+                vertices: vec![(ia, ib)],
             };
         }
     }
@@ -1320,6 +1342,7 @@ fn solve(
         direction: best_dir,
         support_a,
         support_b,
+        vertices: sv.corral.verts.iter().map(|v| (v.ia, v.ib)).collect(),
     }
 }
 
