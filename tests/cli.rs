@@ -7,15 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn shared_dumps() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dumps");
-    assert!(
-        p.is_dir(),
-        "the shared data folder {} is required (it sits beside the project checkout)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared_dumps;
 
 fn psrole() -> PathBuf {
     shared_dumps().join("streusle-ps_role-minilm.safetensors")

@@ -4,26 +4,18 @@
 //! and primal solvers give the same clusters, and a comparison of two
 //! checkpoints of the cross-task run behaves as the data's README says.
 
-use std::path::{Path, PathBuf};
-
 use probewatch::analysis::{AnalysisOptions, analyse_dump};
 use probewatch::geometry::directprobe::{LabelledPoints, cluster, verify};
 use probewatch::geometry::hull::{Gram, HullParams, rms_radius};
 use probewatch::geometry::measures::compare;
 use probewatch::source::dump::ActivationDump;
 
-fn dumps() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dumps");
-    assert!(
-        p.is_dir(),
-        "the shared data folder {} is required",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared_dumps;
 
 fn check_layer(layer: usize, want_clusters: usize) {
-    let dump = ActivationDump::open(&dumps().join("streusle-ps_role-minilm.safetensors")).unwrap();
+    let dump =
+        ActivationDump::open(&shared_dumps().join("streusle-ps_role-minilm.safetensors")).unwrap();
     let task = dump.task(None).unwrap();
     let m = dump.layer(task, layer).unwrap();
     let data = m.as_slice().unwrap();
@@ -85,8 +77,9 @@ fn crosstask_comparison_against_baseline() {
         keep_centroids: true,
         ..AnalysisOptions::default()
     };
-    let base = ActivationDump::open(&dumps().join("crosstask/step-0.safetensors")).unwrap();
-    let late = ActivationDump::open(&dumps().join("crosstask/step-150.safetensors")).unwrap();
+    let base = ActivationDump::open(&shared_dumps().join("crosstask/step-0.safetensors")).unwrap();
+    let late =
+        ActivationDump::open(&shared_dumps().join("crosstask/step-150.safetensors")).unwrap();
     let b = analyse_dump(&base, &opts, &|_| {}).unwrap();
     let l = analyse_dump(&late, &opts, &|_| {}).unwrap();
     assert_eq!((b.step, l.step), (Some(0), Some(150)));
