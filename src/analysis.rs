@@ -53,17 +53,6 @@ pub struct Report {
     pub seconds: f64,
 }
 
-impl Report {
-    /// The same report with every timing set to 0, for comparisons.
-    pub fn without_timings(mut self) -> Self {
-        self.seconds = 0.0;
-        for l in &mut self.layers {
-            l.seconds = 0.0;
-        }
-        self
-    }
-}
-
 /// Why an analysis failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

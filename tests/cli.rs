@@ -30,6 +30,19 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
+/// `probewatch [pre…] probe FILE [extra…] --json`, parsed.
+fn probe_json(pre: &[&str], file: &Path, extra: &[&str]) -> Value {
+    let f = file.to_str().unwrap();
+    let args: Vec<&str> = pre
+        .iter()
+        .copied()
+        .chain(["probe", f])
+        .chain(extra.iter().copied())
+        .chain(["--json"])
+        .collect();
+    serde_json::from_str(&stdout(&probewatch(&args))).unwrap()
+}
+
 fn json_without_seconds(mut v: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
@@ -66,15 +79,7 @@ fn probe_table_reproduces_reference_layer6() {
 
 #[test]
 fn probe_json_contract_and_reference_distances() {
-    let p = psrole();
-    let out = stdout(&probewatch(&[
-        "probe",
-        p.to_str().unwrap(),
-        "--layers",
-        "6",
-        "--json",
-    ]));
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = probe_json(&[], &psrole(), &["--layers", "6"]);
     assert_eq!(v["task"], "ps_role");
     assert_eq!(v["step"], 0);
     assert_eq!(v["labels"].as_array().unwrap().len(), 41);
@@ -117,15 +122,7 @@ fn probe_json_contract_and_reference_distances() {
 
 #[test]
 fn layer0_coinciding_points_are_handled() {
-    let p = psrole();
-    let out = stdout(&probewatch(&[
-        "probe",
-        p.to_str().unwrap(),
-        "--layers",
-        "0",
-        "--json",
-    ]));
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = probe_json(&[], &psrole(), &["--layers", "0"]);
     let l = &v["layers"][0];
     // Exact DESIGN §2 semantics (see README, "Reference numbers"): coinciding
     // points of different labels never merge with anything that would make
@@ -143,16 +140,11 @@ fn layer0_coinciding_points_are_handled() {
 fn output_is_identical_for_one_and_two_threads() {
     let p = psrole();
     let run = |threads: &str| -> Value {
-        let out = stdout(&probewatch(&[
-            "--threads",
-            threads,
-            "probe",
-            p.to_str().unwrap(),
-            "--layers",
-            "0,5,6",
-            "--json",
-        ]));
-        json_without_seconds(serde_json::from_str(&out).unwrap())
+        json_without_seconds(probe_json(
+            &["--threads", threads],
+            &p,
+            &["--layers", "0,5,6"],
+        ))
     };
     assert_eq!(run("1"), run("2"));
 }
@@ -164,16 +156,7 @@ fn multi_task_dump_needs_a_task() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("ps_fxn") && err.contains("ps_role"), "{err}");
-    let out = stdout(&probewatch(&[
-        "probe",
-        f.to_str().unwrap(),
-        "--task",
-        "ps_fxn",
-        "--layers",
-        "6",
-        "--json",
-    ]));
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = probe_json(&[], &f, &["--task", "ps_fxn", "--layers", "6"]);
     assert_eq!(v["step"], 50);
     assert_eq!(v["task"], "ps_fxn");
     assert_eq!(v["labels"].as_array().unwrap().len(), 36);

@@ -164,26 +164,7 @@ fn oracle(a: &[f32], b: &[f32], d: usize) -> Oracle {
     let (na, nb) = (a.len() / d, b.len() / d);
     // Centre and scale the data for the solver only; the bounds below are
     // recomputed on the original data.
-    let mut c = vec![0.0; d];
-    for p in a.chunks(d).chain(b.chunks(d)) {
-        for (ck, &pk) in c.iter_mut().zip(p) {
-            *ck += pk as f64;
-        }
-    }
-    let ntot = (na + nb) as f64;
-    c.iter_mut().for_each(|v| *v /= ntot);
-    let ms: f64 = a
-        .chunks(d)
-        .chain(b.chunks(d))
-        .map(|p| {
-            p.iter()
-                .zip(&c)
-                .map(|(&v, &ck)| (v as f64 - ck).powi(2))
-                .sum::<f64>()
-        })
-        .sum::<f64>()
-        / ntot;
-    let s = ms.sqrt();
+    let (c, s) = centre_and_rms(a, b, d);
     if s.is_nan() || s <= 0.0 {
         // All points coincide.
         return Oracle {
@@ -785,14 +766,16 @@ fn check_instance(
     or
 }
 
-fn rms_radius(a: &[f32], b: &[f32], d: usize) -> f64 {
-    let n = (a.len() + b.len()) / d;
+/// Mean of the points of A ∪ B and their RMS distance to it.
+fn centre_and_rms(a: &[f32], b: &[f32], d: usize) -> (Vec<f64>, f64) {
+    let n = ((a.len() + b.len()) / d) as f64;
     let mut c = vec![0.0; d];
     for p in a.chunks(d).chain(b.chunks(d)) {
         for (ck, &pk) in c.iter_mut().zip(p) {
-            *ck += pk as f64 / n as f64;
+            *ck += pk as f64;
         }
     }
+    c.iter_mut().for_each(|v| *v /= n);
     let ms: f64 = a
         .chunks(d)
         .chain(b.chunks(d))
@@ -802,8 +785,13 @@ fn rms_radius(a: &[f32], b: &[f32], d: usize) -> f64 {
                 .map(|(&v, &ck)| (v as f64 - ck).powi(2))
                 .sum::<f64>()
         })
-        .sum();
-    (ms / n as f64).sqrt()
+        .sum::<f64>()
+        / n;
+    (c, ms.sqrt())
+}
+
+fn rms_radius(a: &[f32], b: &[f32], d: usize) -> f64 {
+    centre_and_rms(a, b, d).1
 }
 
 // ---------------------------------------------------------------------------
