@@ -14,7 +14,10 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::geometry::measures::{LayerInput, LayerReport, MeasureParams, measure_layer};
+use crate::geometry::measures::{
+    LayerInput, LayerReport, MeasureParams, Partition, measure_layer_with,
+};
+use crate::geometry::memory::LayerMemory;
 use crate::source::dump::{ActivationDump, DumpError};
 
 /// What to analyse and how.
@@ -84,6 +87,33 @@ pub fn analyse_dump(
     opts: &AnalysisOptions,
     on_layer_done: &(dyn Fn(usize) + Sync),
 ) -> Result<Report, AnalysisError> {
+    analyse_dump_with(
+        dump,
+        opts,
+        &TaskMemory::new(),
+        Partition::Recluster,
+        on_layer_done,
+    )
+    .map(|(r, _)| r)
+}
+
+/// Per layer: what the previous checkpoint's analysis of one task left
+/// behind ([`LayerMemory`]).
+pub type TaskMemory = BTreeMap<usize, LayerMemory>;
+
+/// [`analyse_dump`] for one checkpoint of a sequence: each layer is
+/// warm-started from `memory` (the previous checkpoint's, same task; empty
+/// for the first) and the new memory is returned with the report. With
+/// [`Partition::Recluster`] the report is the cold one's (see
+/// [`measure_layer_with`]); with [`Partition::Frozen`] layers found in
+/// `memory` keep its partition.
+pub fn analyse_dump_with(
+    dump: &ActivationDump,
+    opts: &AnalysisOptions,
+    memory: &TaskMemory,
+    partition: Partition,
+    on_layer_done: &(dyn Fn(usize) + Sync),
+) -> Result<(Report, TaskMemory), AnalysisError> {
     let start = Instant::now();
     let params = opts.measure.check()?;
     let task = dump.task(opts.task.as_deref())?;
@@ -107,7 +137,7 @@ pub fn analyse_dump(
         }
     };
     let splits = dump.splits();
-    let results: Vec<Result<LayerReport, AnalysisError>> = layers
+    let results: Vec<Result<(LayerReport, LayerMemory), AnalysisError>> = layers
         .par_iter()
         .map(|&l| {
             let t = Instant::now();
@@ -122,7 +152,7 @@ pub fn analyse_dump(
                     &owned
                 }
             };
-            let mut r = measure_layer(
+            let (mut r, mem) = measure_layer_with(
                 LayerInput {
                     data,
                     dim: task.dim,
@@ -132,6 +162,8 @@ pub fn analyse_dump(
                     split_names: splits,
                 },
                 &params,
+                memory.get(&l),
+                partition,
             );
             r.layer = l;
             r.seconds = t.elapsed().as_secs_f64();
@@ -139,10 +171,17 @@ pub fn analyse_dump(
                 r.centroids.clear();
             }
             on_layer_done(l);
-            Ok(r)
+            Ok((r, mem))
         })
         .collect();
-    let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut reports = Vec::with_capacity(results.len());
+    let mut next = TaskMemory::new();
+    for res in results {
+        let (r, mem) = res?;
+        next.insert(r.layer, mem);
+        reports.push(r);
+    }
+    let layers = reports;
     let mut split_sizes = BTreeMap::new();
     for (i, name) in splits.iter().enumerate() {
         split_sizes.insert(
@@ -150,14 +189,17 @@ pub fn analyse_dump(
             task.split.iter().filter(|&&s| s as usize == i).count(),
         );
     }
-    Ok(Report {
-        file: dump.path().to_path_buf(),
-        task: task.name.clone(),
-        step: dump.step(),
-        labels: task.label_names.clone(),
-        splits: split_sizes,
-        dim: task.dim,
-        layers,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    Ok((
+        Report {
+            file: dump.path().to_path_buf(),
+            task: task.name.clone(),
+            step: dump.step(),
+            labels: task.label_names.clone(),
+            splits: split_sizes,
+            dim: task.dim,
+            layers,
+            seconds: start.elapsed().as_secs_f64(),
+        },
+        next,
+    ))
 }

@@ -16,8 +16,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use probewatch::analysis::{AnalysisOptions, analyse_dump};
+use probewatch::analysis::{AnalysisOptions, TaskMemory, analyse_dump, analyse_dump_with};
 use probewatch::geometry::hull::{Gram, HullParams, PointSet, Query, hull_distance, rms_radius};
+use probewatch::geometry::measures::Partition;
 use probewatch::geometry::measures::{LayerInput, MeasureParams, measure_layer};
 use probewatch::source::dump::ActivationDump;
 use probewatch::synth::{Variant, generate};
@@ -25,6 +26,7 @@ use probewatch::synth::{Variant, generate};
 /// Names of the cases, in the order they run by default.
 pub const CASES: &[&str] = &[
     "psrole-all-layers",
+    "crosstask-incremental",
     "psrole-l6-label-distances",
     "peer-scipy-nnls-l6",
     "synthetic-separable",
@@ -105,6 +107,59 @@ fn l6_label_distances(data: &Path) -> Result<(f64, Vec<f64>)> {
     Ok((t.elapsed().as_secs_f64(), ds))
 }
 
+/// The shared fine-tuning sequence (`crosstask/step-{0,50,100,150}`), both
+/// tasks, all layers: each checkpoint after the first analysed cold and
+/// warm-started from its predecessor, in the same process. Seconds = the
+/// warm analyses of steps 50–150; the detail gives the cold time, the
+/// speed-up and how far the two reports are apart.
+fn crosstask_incremental(data: &Path) -> Result<(f64, String)> {
+    let dir = data.join("crosstask");
+    let steps = [0u64, 50, 100, 150];
+    let (mut cold_s, mut warm_s) = (0.0, 0.0);
+    let (mut max_rel, mut cluster_diff, mut acc_diff) = (0.0f64, 0usize, 0.0f64);
+    for task in ["ps_fxn", "ps_role"] {
+        let opts = AnalysisOptions {
+            task: Some(task.to_string()),
+            ..Default::default()
+        };
+        let mut memory = TaskMemory::new();
+        for (k, step) in steps.iter().enumerate() {
+            let path = dir.join(format!("step-{step}.safetensors"));
+            let dump = ActivationDump::open(&path)
+                .with_context(|| format!("the shared dumps are needed: {}", path.display()))?;
+            let t = Instant::now();
+            let (warm, next) =
+                analyse_dump_with(&dump, &opts, &memory, Partition::Recluster, &|_| {})?;
+            let tw = t.elapsed().as_secs_f64();
+            memory = next;
+            if k == 0 {
+                continue;
+            }
+            warm_s += tw;
+            let t = Instant::now();
+            let cold = analyse_dump(&dump, &opts, &|_| {})?;
+            cold_s += t.elapsed().as_secs_f64();
+            for (c, w) in cold.layers.iter().zip(&warm.layers) {
+                cluster_diff += usize::from(c.train_clusters != w.train_clusters);
+                for ((_, _, a), (_, _, b)) in c.label_distance.iter().zip(&w.label_distance) {
+                    max_rel = max_rel.max((a - b).abs() / a.abs().max(1e-12));
+                }
+                for (split, a) in &c.accuracy {
+                    let b = w.accuracy.get(split).copied().unwrap_or(f64::NAN);
+                    acc_diff = acc_diff.max((a - b).abs());
+                }
+            }
+        }
+    }
+    Ok((
+        warm_s,
+        format!(
+            "6 checkpoint analyses (2 tasks x steps 50,100,150, 7 layers): warm {warm_s:.2} s, cold {cold_s:.2} s, speed-up {:.2}x; layers with different clusters {cluster_diff}, largest relative label-distance difference {max_rel:.1e}, largest accuracy difference {acc_diff:.4}",
+            cold_s / warm_s
+        ),
+    ))
+}
+
 /// Runs one case in this process.
 pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> Result<CaseResult> {
     // The peer's own peak RSS (the Python process), not ours.
@@ -132,6 +187,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 .join(" ");
             (s, d)
         }
+        "crosstask-incremental" => crosstask_incremental(data)?,
         "psrole-l6-label-distances" => {
             let (s, ds) = l6_label_distances(data)?;
             let mean = ds.iter().sum::<f64>() / ds.len() as f64;

@@ -105,3 +105,91 @@ fn crosstask_comparison_against_baseline() {
         assert_eq!(same.grew + same.shrank, 0);
     }
 }
+
+/// Warm-started analyses along the shared fine-tuning sequence give the cold
+/// analyses' results: same partitions, same test clusters and accuracies,
+/// label distances within the solver's relative gap (1e-4 each way).
+#[test]
+fn incremental_equals_cold_on_the_crosstask_sequence() {
+    use probewatch::analysis::{TaskMemory, analyse_dump_with};
+    use probewatch::geometry::measures::Partition;
+    let dir = shared_dumps().join("crosstask");
+    let opts = AnalysisOptions {
+        task: Some("ps_role".into()),
+        ..Default::default()
+    };
+    let mut memory = TaskMemory::new();
+    for step in [0, 50, 100, 150] {
+        let dump = ActivationDump::open(&dir.join(format!("step-{step}.safetensors"))).unwrap();
+        let (warm, next) =
+            analyse_dump_with(&dump, &opts, &memory, Partition::Recluster, &|_| {}).unwrap();
+        let cold = analyse_dump(&dump, &opts, &|_| {}).unwrap();
+        assert_eq!(warm.layers.len(), 7);
+        for (c, w) in cold.layers.iter().zip(&warm.layers) {
+            assert_eq!(
+                c.train_clusters, w.train_clusters,
+                "step {step} layer {}",
+                c.layer
+            );
+            assert_eq!(c.test_clusters, w.test_clusters);
+            assert_eq!(c.accuracy, w.accuracy, "step {step} layer {}", c.layer);
+            assert_eq!(c.label_distance.len(), w.label_distance.len());
+            for (&(a, b, x), &(a2, b2, y)) in c.label_distance.iter().zip(&w.label_distance) {
+                assert_eq!((a, b), (a2, b2));
+                assert!(
+                    (x - y).abs() <= 2e-4 * x.max(y) + 1e-9,
+                    "step {step} layer {} pair ({a},{b}): cold {x}, warm {y}",
+                    c.layer
+                );
+            }
+            assert!(!w.frozen_partition);
+        }
+        if step > 0 {
+            // The memory was used: label-pair solves were warm-started.
+            assert!(memory.values().all(|m| !m.train.label_pairs.is_empty()));
+        }
+        memory = next;
+    }
+}
+
+/// The frozen-partition mode keeps the baseline's partition: applied to the
+/// baseline itself it reproduces the exact analysis; on a later checkpoint
+/// it reports the baseline's clusters and counts overlaps as zero-distance
+/// pairs.
+#[test]
+fn frozen_partition_keeps_the_baseline_partition() {
+    use probewatch::analysis::{TaskMemory, analyse_dump_with};
+    use probewatch::geometry::measures::Partition;
+    let dir = shared_dumps().join("crosstask");
+    let opts = AnalysisOptions {
+        task: Some("ps_fxn".into()),
+        layers: Some(vec![0, 6]),
+        ..Default::default()
+    };
+    let base = ActivationDump::open(&dir.join("step-0.safetensors")).unwrap();
+    let (cold, memory) =
+        analyse_dump_with(&base, &opts, &TaskMemory::new(), Partition::Frozen, &|_| {}).unwrap();
+    assert!(cold.layers.iter().all(|l| !l.frozen_partition));
+    let (again, _) = analyse_dump_with(&base, &opts, &memory, Partition::Frozen, &|_| {}).unwrap();
+    for (c, f) in cold.layers.iter().zip(&again.layers) {
+        assert!(f.frozen_partition);
+        assert_eq!(c.train_clusters, f.train_clusters);
+        assert_eq!(c.clusters, f.clusters);
+        assert_eq!(c.accuracy, f.accuracy);
+        assert_eq!(f.cluster_distance.zero_pairs, c.cluster_distance.zero_pairs);
+        for (&(_, _, x), &(_, _, y)) in c.label_distance.iter().zip(&f.label_distance) {
+            assert!((x - y).abs() <= 2e-4 * x.max(y) + 1e-9);
+        }
+    }
+    let later = ActivationDump::open(&dir.join("step-150.safetensors")).unwrap();
+    let (frozen, _) =
+        analyse_dump_with(&later, &opts, &memory, Partition::Frozen, &|_| {}).unwrap();
+    let exact = analyse_dump(&later, &opts, &|_| {}).unwrap();
+    for ((b, f), e) in cold.layers.iter().zip(&frozen.layers).zip(&exact.layers) {
+        assert_eq!(b.train_clusters, f.train_clusters);
+        assert_eq!(f.cluster_stats.hull_queries, 0);
+        // Same points, a partition that is not DirectProbe's for them: the
+        // distances are generally not the exact analysis's.
+        assert_eq!(f.split_sizes, e.split_sizes);
+    }
+}

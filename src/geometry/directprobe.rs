@@ -39,13 +39,14 @@
 //! measure (see [`super::measures`]) and does no I/O.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use rayon::prelude::*;
 
 use super::hull::{
     Gram, HullParams, PointSet, Query, Verdict, dist2_ff, hull_distance, rms_radius,
 };
+use super::memory::{ClusteringMemory, CompactWarm, members_key};
 
 /// One final cluster: a label and the rows (sorted) of the layer matrix.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -216,6 +217,22 @@ impl Forest {
 /// tolerance `intersect_rel_tol × scale`; when `params.scale` is `None` the
 /// scale is the RMS distance of the input rows to their mean.
 pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
+    cluster_with(input, params, None).0
+}
+
+/// Largest greedy-loop warm-start memory kept per run (bytes); beyond it
+/// further blocking checks are not remembered (they run cold next time).
+const BLOCK_MEMORY_BUDGET: usize = 64 << 20;
+
+/// [`cluster`] warm-started from a previous run's memory (same task and
+/// layer, previous checkpoint), returning the memory for the next one. The
+/// result is the same clustering as [`cluster`] gives: warm starts only
+/// change how fast each certified verdict is reached.
+pub fn cluster_with(
+    input: LabelledPoints<'_>,
+    params: &HullParams,
+    memory: Option<&ClusteringMemory>,
+) -> (Clustering, ClusteringMemory) {
     let LabelledPoints {
         data,
         dim,
@@ -250,22 +267,27 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
         .enumerate()
         .flat_map(|(k, &a)| present[k + 1..].iter().map(move |&b| (a, b)))
         .collect();
-    let verdicts: Vec<(Verdict, usize)> = pairs
+    let verdicts: Vec<(Verdict, usize, CompactWarm)> = pairs
         .par_iter()
         .map(|&(a, b)| {
+            let warm = memory
+                .and_then(|m| m.label_pairs.get(&(a as u32, b as u32)))
+                .map(CompactWarm::to_warm);
             let r = hull_distance(
                 PointSet::subset_with(data, dim, &by_label[a], gram),
                 PointSet::subset_with(data, dim, &by_label[b], gram),
                 Query::Separability,
                 params,
-                None,
+                warm.as_ref(),
             );
-            (r.verdict, 1)
+            (r.verdict, 1, CompactWarm::from_result(&r, true))
         })
         .collect();
+    let mut next = ClusteringMemory::default();
     let mut stats = ClusterStats::default();
     let mut label_separated = vec![vec![None; n_labels]; n_labels];
-    for (&(a, b), &(v, q)) in pairs.iter().zip(&verdicts) {
+    for (&(a, b), (v, q, w)) in pairs.iter().zip(verdicts) {
+        next.label_pairs.insert((a as u32, b as u32), w);
         stats.hull_queries += q;
         if v == Verdict::Undetermined {
             stats.undetermined += 1;
@@ -306,8 +328,9 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
             n_labels,
             label_separated: &label_separated,
             params,
+            memory: memory.map(|m| &m.blocks),
         };
-        clusters.extend(greedy.run(&unresolved_rows, &mut stats));
+        clusters.extend(greedy.run(&unresolved_rows, &mut stats, &mut next.blocks));
     }
     for c in &mut clusters {
         c.members.sort_unstable();
@@ -317,12 +340,15 @@ pub fn cluster(input: LabelledPoints<'_>, params: &HullParams) -> Clustering {
             .cmp(&y.label)
             .then_with(|| x.members[0].cmp(&y.members[0]))
     });
-    Clustering {
-        clusters,
-        resolved,
-        label_separated,
-        stats,
-    }
+    (
+        Clustering {
+            clusters,
+            resolved,
+            label_separated,
+            stats,
+        },
+        next,
+    )
 }
 
 struct Greedy<'a> {
@@ -333,10 +359,17 @@ struct Greedy<'a> {
     n_labels: usize,
     label_separated: &'a [Vec<Option<bool>>],
     params: &'a HullParams,
+    memory: Option<&'a HashMap<(u64, u64), CompactWarm>>,
 }
 
 impl Greedy<'_> {
-    fn run(&self, rows: &[usize], stats: &mut ClusterStats) -> Vec<Cluster> {
+    fn run(
+        &self,
+        rows: &[usize],
+        stats: &mut ClusterStats,
+        remember: &mut HashMap<(u64, u64), CompactWarm>,
+    ) -> Vec<Cluster> {
+        let mut remembered_bytes = 0usize;
         let (data, dim, gram) = (self.data, self.dim, self.gram);
         let mut work: Vec<Work> = rows
             .iter()
@@ -441,6 +474,7 @@ impl Greedy<'_> {
             let mut blocked_by = None;
             let mut certified = true;
             let union = PointSet::subset_with(data, dim, &members, gram);
+            let union_key = members_key(label, &members);
             for &c in &order {
                 let wc = &work[c as usize];
                 let gap = d2_xx(&centroid, &wc.centroid).sqrt() - radius - wc.radius;
@@ -450,13 +484,23 @@ impl Greedy<'_> {
                     continue;
                 }
                 stats.hull_queries += 1;
+                let key = (union_key, members_key(wc.label, &wc.members));
+                let warm = self
+                    .memory
+                    .and_then(|m| m.get(&key))
+                    .map(CompactWarm::to_warm);
                 let r = hull_distance(
                     union,
                     PointSet::subset_with(data, dim, &wc.members, gram),
                     Query::Separability,
                     self.params,
-                    None,
+                    warm.as_ref(),
                 );
+                if remembered_bytes < BLOCK_MEMORY_BUDGET {
+                    let w = CompactWarm::from_result(&r, true);
+                    remembered_bytes += w.bytes() + 24;
+                    remember.insert(key, w);
+                }
                 match r.verdict {
                     Verdict::Separated => {}
                     Verdict::Undetermined => {

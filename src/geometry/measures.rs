@@ -17,15 +17,16 @@
 //! reduction runs sequentially in that order, so 1 and N threads give the
 //! same bits. No I/O, no timing: callers add the layer number and seconds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::directprobe::{self, Cluster, ClusterStats, LabelledPoints};
+use super::directprobe::{self, Cluster, ClusterStats, Clustering, LabelledPoints};
 use super::hull::{
     ClusterGram, Gram, HullParams, PointSet, Query, hull_distance, point_distance_with, rms_radius,
 };
+use super::memory::{CompactWarm, LayerMemory, cluster_key};
 
 /// How the distance between two labels is formed from their cluster
 /// distances.
@@ -139,6 +140,9 @@ pub struct ClusterDistanceSummary {
 pub struct LayerReport {
     /// Layer index (0 = embedding output); set by the caller.
     pub layer: usize,
+    /// Whether the partition was frozen (re-used from the baseline) rather
+    /// than clustered on this checkpoint.
+    pub frozen_partition: bool,
     /// Number of DirectProbe clusters on the train split.
     pub clusters: usize,
     /// Labels present in the train split.
@@ -224,24 +228,35 @@ fn label_distances(
     clusters: &[&Cluster],
     mode: LabelDistance,
     hull: &HullParams,
+    warm: Option<&HashMap<(u64, u64), CompactWarm>>,
+    remember: &mut HashMap<(u64, u64), CompactWarm>,
 ) -> (Vec<(u32, u32, f64)>, ClusterDistanceSummary) {
     let pairs: Vec<(usize, usize)> = (0..clusters.len())
         .flat_map(|x| (x + 1..clusters.len()).map(move |y| (x, y)))
         .filter(|&(x, y)| clusters[x].label != clusters[y].label)
         .collect();
-    let dists: Vec<f64> = pairs
+    let keys: Vec<u64> = clusters.iter().map(|c| cluster_key(c)).collect();
+    let solved: Vec<(f64, CompactWarm)> = pairs
         .par_iter()
         .map(|&(x, y)| {
-            hull_distance(
+            let w = warm
+                .and_then(|m| m.get(&(keys[x], keys[y])))
+                .map(CompactWarm::to_warm);
+            let r = hull_distance(
                 PointSet::subset_with(data, dim, &clusters[x].members, gram),
                 PointSet::subset_with(data, dim, &clusters[y].members, gram),
                 Query::Distance,
                 hull,
-                None,
-            )
-            .distance()
+                w.as_ref(),
+            );
+            (r.distance(), CompactWarm::from_result(&r, false))
         })
         .collect();
+    let mut dists = Vec::with_capacity(solved.len());
+    for (&(x, y), (d, w)) in pairs.iter().zip(solved) {
+        dists.push(d);
+        remember.insert((keys[x], keys[y]), w);
+    }
     let mut summary = ClusterDistanceSummary {
         pairs: dists.len(),
         ..Default::default()
@@ -286,6 +301,7 @@ fn nearest_cluster(
     spheres: &[(Vec<f64>, f64)],
     row: usize,
     hull: &HullParams,
+    hint: Option<usize>,
 ) -> Option<usize> {
     let p = &data[row * dim..(row + 1) * dim];
     let prow = [row];
@@ -308,12 +324,23 @@ fn nearest_cluster(
         })
         .collect();
     order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // Last checkpoint's nearest cluster first: its distance is a tight
+    // bound that prunes the rest. The search stays exhaustive (every
+    // cluster whose sphere bound is below the best is solved), so the
+    // answer does not depend on the hint beyond solver tolerance.
+    if let Some(h) = hint {
+        if let Some(pos) = order.iter().position(|&(_, k)| k == h) {
+            let e = order.remove(pos);
+            order.insert(0, e);
+        }
+    }
     let mut best: Option<(f64, usize)> = None;
     for (lb, k) in order {
         if let Some((bd, _)) = best {
             // A sphere bound and a solver distance round differently: keep
             // a few ulps of slack so a tie is always decided by the solver
             // (and then by the lower cluster index), never by the pruning.
+            // (The order is ascending apart from the hint at the front.)
             if lb > bd * (1.0 + 4.0 * f64::EPSILON) {
                 break;
             }
@@ -412,6 +439,40 @@ fn min_distances(n_labels: usize, ld: &[(u32, u32, f64)]) -> Vec<Option<f64>> {
 /// If the input's lengths are inconsistent or there is no train split
 /// (the dump reader rejects both).
 pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerReport {
+    measure_layer_with(input, params, None, Partition::Recluster).0
+}
+
+/// How the train (and test) partition of an incremental analysis is found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Partition {
+    /// DirectProbe on this checkpoint's points (exact; warm-started).
+    #[default]
+    Recluster,
+    /// Re-use the partition in the memory (the study's analysis code: one
+    /// partition clustered at the baseline for the whole run); overlaps are
+    /// only re-checked (cluster pairs at distance 0 are counted in
+    /// `cluster_distance.zero_pairs`) and distances recomputed. Without a
+    /// memory (the baseline itself) it clusters.
+    Frozen,
+}
+
+/// [`measure_layer`] for one checkpoint of a sequence: warm-started from the
+/// previous checkpoint's [`LayerMemory`] of the same (task, layer), and
+/// returning the memory for the next one.
+///
+/// With [`Partition::Recluster`] the report equals the cold
+/// [`measure_layer`]'s: the same clusters and verdicts, distances within the
+/// solver's relative gap, nearest-cluster predictions equal except where two
+/// clusters are within that gap of a point (tested on the shared
+/// fine-tuning sequence). A memory built on a layer with another row count
+/// is ignored.
+pub fn measure_layer_with(
+    input: LayerInput<'_>,
+    params: &MeasureParams,
+    memory: Option<&LayerMemory>,
+    partition: Partition,
+) -> (LayerReport, LayerMemory) {
+    let memory = memory.filter(|m| m.rows == input.labels.len());
     let LayerInput {
         data,
         dim,
@@ -445,14 +506,37 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         rows: &train,
         gram,
     };
-    let clustering = directprobe::cluster(lp, &hull);
+    let mut next = LayerMemory {
+        rows: labels.len(),
+        ..Default::default()
+    };
+    let frozen = match (partition, memory) {
+        (Partition::Frozen, Some(m)) => Some(m),
+        _ => None,
+    };
+    let clustering = match frozen {
+        Some(m) => frozen_clustering(&m.train_clusters, labels, n_labels),
+        None => {
+            let (c, cm) = directprobe::cluster_with(lp, &hull, memory.map(|m| &m.train));
+            next.train = cm;
+            c
+        }
+    };
     let kept: Vec<&Cluster> = clustering
         .clusters
         .iter()
         .filter(|c| c.members.len() > params.drop_clusters_up_to)
         .collect();
-    let (label_distance, cluster_distance) =
-        label_distances(data, dim, gram, &kept, params.label_distance, &hull);
+    let (label_distance, cluster_distance) = label_distances(
+        data,
+        dim,
+        gram,
+        &kept,
+        params.label_distance,
+        &hull,
+        memory.map(|m| &m.distances),
+        &mut next.distances,
+    );
     let min_label_distance = min_distances(n_labels, &label_distance);
     let norm = |v: f64| if scale > 0.0 { v / scale } else { 0.0 };
     let label_distance_normalized = label_distance
@@ -511,21 +595,39 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
     }
     let spheres: Vec<(Vec<f64>, f64)> =
         kept.iter().map(|c| sphere(data, dim, &c.members)).collect();
+    let kept_keys: Vec<u64> = kept.iter().map(|c| cluster_key(c)).collect();
     for (s, name) in split_names.iter().enumerate() {
         let rows = rows_of(split, s as u8);
         split_sizes.insert(name.clone(), rows.len());
         if s as u8 == train_id || rows.is_empty() || kept.is_empty() {
             continue;
         }
-        let correct: usize = rows
+        let found: Vec<Option<usize>> = rows
             .par_iter()
             .map(|&r| {
-                let k = nearest_cluster(data, dim, gram, &cluster_grams, &kept, &spheres, r, &hull);
-                usize::from(k.is_some_and(|k| kept[k].label == labels[r]))
+                let hint = memory
+                    .and_then(|m| m.nearest.get(&r))
+                    .and_then(|key| kept_keys.iter().position(|k| k == key));
+                nearest_cluster(
+                    data,
+                    dim,
+                    gram,
+                    &cluster_grams,
+                    &kept,
+                    &spheres,
+                    r,
+                    &hull,
+                    hint,
+                )
             })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .sum();
+            .collect();
+        let mut correct = 0usize;
+        for (&r, k) in rows.iter().zip(found) {
+            if let Some(k) = k {
+                correct += usize::from(kept[k].label == labels[r]);
+                next.nearest.insert(r, kept_keys[k]);
+            }
+        }
         accuracy.insert(name.clone(), correct as f64 / rows.len() as f64);
     }
 
@@ -535,15 +637,34 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         if let Some(test_id) = split_names.iter().position(|s| s == "test") {
             let test = rows_of(split, test_id as u8);
             if !test.is_empty() {
-                let tc = directprobe::cluster(LabelledPoints { rows: &test, ..lp }, &hull);
-                test_clusters = Some(tc.clusters.len());
+                let tc = match frozen.and_then(|m| m.test_clusters.as_deref()) {
+                    Some(t) => frozen_clustering(t, labels, n_labels).clusters,
+                    None => {
+                        let (c, cm) = directprobe::cluster_with(
+                            LabelledPoints { rows: &test, ..lp },
+                            &hull,
+                            memory.map(|m| &m.test),
+                        );
+                        next.test = cm;
+                        c.clusters
+                    }
+                };
+                test_clusters = Some(tc.len());
                 let tkept: Vec<&Cluster> = tc
-                    .clusters
                     .iter()
                     .filter(|c| c.members.len() > params.drop_clusters_up_to)
                     .collect();
-                let (tld, _) =
-                    label_distances(data, dim, gram, &tkept, params.label_distance, &hull);
+                let (tld, _) = label_distances(
+                    data,
+                    dim,
+                    gram,
+                    &tkept,
+                    params.label_distance,
+                    &hull,
+                    memory.map(|m| &m.distances),
+                    &mut next.distances,
+                );
+                next.test_clusters = Some(tc);
                 similarity.insert(
                     "train_test".to_string(),
                     distance_similarity(&label_distance, &tld),
@@ -552,8 +673,10 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         }
     }
 
-    LayerReport {
+    next.train_clusters = clustering.clusters.clone();
+    let report = LayerReport {
         layer: 0,
+        frozen_partition: frozen.is_some(),
         clusters: clustering.clusters.len(),
         labels_present: centroids.iter().filter(|c| c.is_some()).count(),
         clusters_per_label: clustering.clusters_per_label(n_labels),
@@ -571,6 +694,23 @@ pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerRepo
         centroids,
         train_clusters: clustering.clusters,
         seconds: 0.0,
+    };
+    (report, next)
+}
+
+/// A frozen partition as a clustering of this checkpoint (no solves; the
+/// work counters stay zero).
+fn frozen_clustering(clusters: &[Cluster], labels: &[u32], n_labels: usize) -> Clustering {
+    debug_assert!(
+        clusters
+            .iter()
+            .all(|c| c.members.iter().all(|&m| labels[m] == c.label))
+    );
+    Clustering {
+        clusters: clusters.to_vec(),
+        resolved: vec![false; n_labels],
+        label_separated: Vec::new(),
+        stats: ClusterStats::default(),
     }
 }
 

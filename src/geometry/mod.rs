@@ -10,5 +10,6 @@
 pub mod directprobe;
 pub mod hull;
 pub mod measures;
+pub mod memory;
 
 pub use hull::{HullParams, HullResult, PointSet, Verdict};

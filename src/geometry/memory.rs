@@ -1,0 +1,175 @@
+//! What one analysis of a (task, layer) leaves behind for the next checkpoint
+//! of the same run: warm starts for every hull solve, the previous nearest
+//! cluster of every evaluated point, and the partitions (for the
+//! frozen-partition mode).
+//!
+//! Warm starts change how fast a solve converges, never what it certifies:
+//! a separability verdict is the same certified fact whatever the starting
+//! point, and a distance lands in the same certified interval (relative gap
+//! `rel_gap`). So an incremental analysis gives the cold analysis's clusters
+//! and verdicts, and its distances within the solver tolerance (tested in
+//! `measures`). Solves are keyed by *what* they solve (the label pair, or the
+//! member sets of the two clusters), not by position, so a memory built on a
+//! different item set is harmless: unmatched keys are cold solves and
+//! out-of-range positions are ignored by the solver. This module holds data
+//! only; it does no solving and no I/O.
+
+use std::collections::HashMap;
+
+use super::directprobe::Cluster;
+use super::hull::{HullResult, WarmStart};
+
+/// A compact warm start: the separating direction in `f32` (enough to
+/// re-certify a separation in one pass; an empty vector when not kept) and
+/// the final active set's vertex pairs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompactWarm {
+    direction: Vec<f32>,
+    pairs: Vec<(u32, u32)>,
+}
+
+impl CompactWarm {
+    /// Keeps the vertex pairs of `r`, and its direction when `direction`.
+    pub fn from_result(r: &HullResult, direction: bool) -> CompactWarm {
+        CompactWarm {
+            direction: if direction {
+                r.direction.iter().map(|&v| v as f32).collect()
+            } else {
+                Vec::new()
+            },
+            pairs: r
+                .vertices
+                .iter()
+                .map(|&(i, j)| (i as u32, j as u32))
+                .collect(),
+        }
+    }
+
+    /// The solver's warm start.
+    pub fn to_warm(&self) -> WarmStart {
+        WarmStart {
+            direction: self.direction.iter().map(|&v| v as f64).collect(),
+            support_a: Vec::new(),
+            support_b: Vec::new(),
+            pairs: self
+                .pairs
+                .iter()
+                .map(|&(i, j)| (i as usize, j as usize))
+                .collect(),
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn bytes(&self) -> usize {
+        self.direction.len() * 4 + self.pairs.len() * 8
+    }
+}
+
+/// A 64-bit key of a cluster: its label and its member rows (sorted, as
+/// final clusters hold them).
+pub fn cluster_key(c: &Cluster) -> u64 {
+    members_key(c.label, &c.members)
+}
+
+/// A 64-bit key of a labelled member list, in the given order (FNV-1a;
+/// a collision only costs a cold solve).
+pub fn members_key(label: u32, members: &[usize]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |v: u64| {
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(u64::from(label));
+    eat(members.len() as u64);
+    for &m in members {
+        eat(m as u64);
+    }
+    h
+}
+
+/// Warm starts of one DirectProbe run (one split).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusteringMemory {
+    /// Label-pair separability solves, by `(a, b)`, `a < b`.
+    pub label_pairs: HashMap<(u32, u32), CompactWarm>,
+    /// Greedy-loop blocking checks, by (union key, blocker key).
+    pub blocks: HashMap<(u64, u64), CompactWarm>,
+}
+
+/// Everything kept from one (task, layer) analysis.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayerMemory {
+    /// Rows of the layer it was built on (a sanity check for callers).
+    pub rows: usize,
+    /// Train-split clustering warm starts.
+    pub train: ClusteringMemory,
+    /// Test-split clustering warm starts (train/test similarity).
+    pub test: ClusteringMemory,
+    /// Cluster-distance solves, by the two clusters' keys (smaller first).
+    pub distances: HashMap<(u64, u64), CompactWarm>,
+    /// Per row: the key of its nearest cluster last time (0 = none).
+    pub nearest: HashMap<usize, u64>,
+    /// The train partition.
+    pub train_clusters: Vec<Cluster>,
+    /// The test partition, when the train/test similarity ran.
+    pub test_clusters: Option<Vec<Cluster>>,
+}
+
+impl LayerMemory {
+    /// Approximate heap bytes held (for logs and limits).
+    pub fn bytes(&self) -> usize {
+        let cw = |m: &HashMap<_, CompactWarm>| m.values().map(|w| w.bytes() + 24).sum::<usize>();
+        let cm = |c: &ClusteringMemory| {
+            c.label_pairs
+                .values()
+                .map(|w| w.bytes() + 16)
+                .sum::<usize>()
+                + cw(&c.blocks)
+        };
+        let parts = |cs: &[Cluster]| cs.iter().map(|c| c.members.len() * 8 + 32).sum::<usize>();
+        cm(&self.train)
+            + cm(&self.test)
+            + cw(&self.distances)
+            + self.nearest.len() * 16
+            + parts(&self.train_clusters)
+            + self.test_clusters.as_deref().map_or(0, parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_key_depends_on_label_and_members() {
+        let a = Cluster {
+            label: 1,
+            members: vec![1, 2, 3],
+        };
+        let b = Cluster {
+            label: 2,
+            members: vec![1, 2, 3],
+        };
+        let c = Cluster {
+            label: 1,
+            members: vec![1, 2, 4],
+        };
+        assert_ne!(cluster_key(&a), cluster_key(&b));
+        assert_ne!(cluster_key(&a), cluster_key(&c));
+        assert_eq!(cluster_key(&a), cluster_key(&a.clone()));
+    }
+
+    #[test]
+    fn compact_warm_round_trip() {
+        let w = CompactWarm {
+            direction: vec![1.0, -2.5],
+            pairs: vec![(0, 3), (2, 1)],
+        };
+        let ws = w.to_warm();
+        assert_eq!(ws.direction, vec![1.0, -2.5]);
+        assert_eq!(ws.pairs, vec![(0, 3), (2, 1)]);
+        assert_eq!(w.bytes(), 2 * 4 + 2 * 8);
+    }
+}
