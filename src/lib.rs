@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod analysis;
+pub mod config;
 pub mod geometry;
 pub mod source;
 pub mod synth;
