@@ -12,4 +12,5 @@
 pub mod analysis;
 pub mod geometry;
 pub mod source;
+pub mod store;
 pub mod synth;
