@@ -13,4 +13,5 @@ pub mod analysis;
 pub mod config;
 pub mod geometry;
 pub mod source;
+pub mod store;
 pub mod synth;
