@@ -49,7 +49,7 @@ use super::hull::{
 use super::memory::{ClusteringMemory, CompactWarm, members_key};
 
 /// One final cluster: a label and the rows (sorted) of the layer matrix.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cluster {
     /// Label index.
     pub label: u32,
@@ -58,7 +58,7 @@ pub struct Cluster {
 }
 
 /// Counters describing the work done.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterStats {
     /// Labels resolved by the shortcut (one cluster, never blocking).
     pub resolved_labels: usize,

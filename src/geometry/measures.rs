@@ -119,7 +119,7 @@ pub struct LayerInput<'a> {
 }
 
 /// Summary of the cluster distances of a layer.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClusterDistanceSummary {
     /// Pairs of clusters of different labels measured.
     pub pairs: usize,
@@ -136,7 +136,7 @@ pub struct ClusterDistanceSummary {
 }
 
 /// Everything measured on one layer.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct LayerReport {
     /// Layer index (0 = embedding output); set by the caller.
     pub layer: usize,
@@ -715,7 +715,7 @@ fn frozen_clustering(clusters: &[Cluster], labels: &[u32], n_labels: usize) -> C
 }
 
 /// One layer now against a reference (the baseline or the predecessor).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct LayerComparison {
     /// Per label: Euclidean distance between its centroids (`None` when
     /// absent from either).
