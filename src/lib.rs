@@ -13,3 +13,4 @@ pub mod analysis;
 pub mod geometry;
 pub mod source;
 pub mod synth;
+pub mod watch;
