@@ -15,3 +15,4 @@ pub mod geometry;
 pub mod source;
 pub mod store;
 pub mod synth;
+pub mod watch;

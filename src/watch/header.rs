@@ -1,0 +1,367 @@
+//! The cheap content checks behind "is this file finished?": the safetensors
+//! length check (8 + header length + end of the data = file size), the
+//! `step` a dump's metadata names, a Trainer's `trainer_state.json`
+//! `global_step`, and the shard list of a `model.safetensors.index.json`.
+//!
+//! The safetensors check reads only the 8-byte length prefix and the JSON
+//! header (parsed here with serde_json), never the tensor data, so it costs
+//! the same for a 10 kB dump and a 10 GB model. It checks what the
+//! safetensors format itself requires of offsets (every tensor has
+//! `data_offsets` `[begin, end]`, begin ≤ end, and the tensors tile the data
+//! section without gaps or overlaps) and that the file is exactly as long as
+//! the header says; it does not check dtypes or shapes against the offsets
+//! and does not interpret tensor names: that is the readers' job
+//! (`source::dump`). Failures are plain `String` reasons ("header claims 1234
+//! bytes of data, file has 1000") because the scanner reports them as data
+//! (`ScanItem::Invalid`), not as errors of the scan.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Largest JSON header accepted, in bytes (the limit the safetensors crate
+/// uses).
+const HEADER_LIMIT: u64 = 100_000_000;
+
+/// Largest `trainer_state.json` or index file read, in bytes. Both are small
+/// in practice (a Trainer's log history is a few MB at most); a larger file is
+/// not what it claims to be.
+const JSON_FILE_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// What the length check learned about a safetensors file that passed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SafetensorsInfo {
+    /// Metadata `step`: `None` when absent, `Some(Err(reason))` when present
+    /// but not a non-negative integer.
+    pub(crate) step: Option<Result<u64, String>>,
+}
+
+/// Reads the header of the safetensors file `path`, whose size was observed
+/// as `size` bytes, and checks that the file is exactly as long as the header
+/// says. `Err` holds a reason that does not repeat the path.
+pub(crate) fn check_safetensors(path: &Path, size: u64) -> Result<SafetensorsInfo, String> {
+    if size < 8 {
+        return Err(format!(
+            "file is {size} bytes, too short for the 8-byte header length prefix"
+        ));
+    }
+    let mut file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix)
+        .map_err(|e| format!("cannot read the header length prefix: {e}"))?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > size - 8 {
+        return Err(format!(
+            "header length prefix says {header_len} bytes, file has {} bytes after the prefix",
+            size - 8
+        ));
+    }
+    if header_len > HEADER_LIMIT {
+        return Err(format!(
+            "header length prefix says {header_len} bytes, more than the limit of {HEADER_LIMIT}"
+        ));
+    }
+    // Bounded by HEADER_LIMIT, so the conversion cannot fail on any platform
+    // this builds on.
+    let mut header = vec![0u8; usize::try_from(header_len).unwrap_or(0)];
+    file.read_exact(&mut header)
+        .map_err(|e| format!("cannot read the {header_len}-byte header: {e}"))?;
+    let object: Map<String, Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("header is not a JSON object: {e}"))?;
+
+    let mut step = None;
+    let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(object.len());
+    for (name, entry) in &object {
+        if name == "__metadata__" {
+            step = metadata_step(entry)?;
+            continue;
+        }
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("tensor '{name}' has no data_offsets array"))?;
+        let (begin, end) = match offsets.as_slice() {
+            [b, e] => (b.as_u64(), e.as_u64()),
+            _ => (None, None),
+        };
+        let (Some(begin), Some(end)) = (begin, end) else {
+            return Err(format!(
+                "tensor '{name}' has data_offsets {offsets:?}, not two non-negative integers"
+            ));
+        };
+        if begin > end {
+            return Err(format!(
+                "tensor '{name}' has data_offsets [{begin}, {end}]: begin after end"
+            ));
+        }
+        ranges.push((begin, end, name));
+    }
+    ranges.sort_unstable();
+    let mut data_len = 0u64;
+    for &(begin, end, name) in &ranges {
+        if begin != data_len {
+            return Err(format!(
+                "tensor '{name}' starts at data byte {begin}, but the tensors before it end at \
+                 {data_len} (gap or overlap)"
+            ));
+        }
+        data_len = end;
+    }
+    let available = size - 8 - header_len;
+    if data_len != available {
+        return Err(format!(
+            "header claims {data_len} bytes of data, file has {available} (file size {size}, \
+             header {header_len} bytes)"
+        ));
+    }
+    Ok(SafetensorsInfo { step })
+}
+
+/// The `step` entry of a safetensors `__metadata__` object.
+fn metadata_step(metadata: &Value) -> Result<Option<Result<u64, String>>, String> {
+    let Some(map) = metadata.as_object() else {
+        return Err("header '__metadata__' is not a JSON object".to_string());
+    };
+    Ok(map.get("step").map(|value| match value.as_str() {
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("metadata 'step' is {text:?}, not a non-negative integer")),
+        None => Err(format!(
+            "metadata 'step' is {value}, not a string (safetensors metadata values are strings)"
+        )),
+    }))
+}
+
+/// The step in a file or directory name: the digits after the last `-` of
+/// `stem` (`acts-150` → 150).
+pub(crate) fn step_from_name(stem: &str) -> Option<u64> {
+    let (_, digits) = stem.rsplit_once('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Reads a small JSON file whole, refusing files over [`JSON_FILE_LIMIT`].
+fn read_json_file(path: &Path, size: u64) -> Result<Vec<u8>, String> {
+    if size > JSON_FILE_LIMIT {
+        return Err(format!(
+            "file is {size} bytes, more than the limit of {JSON_FILE_LIMIT} for a JSON file"
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// The part of `trainer_state.json` the completeness rule needs.
+#[derive(Deserialize)]
+struct TrainerState {
+    global_step: u64,
+}
+
+/// `global_step` of a Trainer's `trainer_state.json` of observed size `size`.
+pub(crate) fn trainer_global_step(path: &Path, size: u64) -> Result<u64, String> {
+    let bytes = read_json_file(path, size)?;
+    serde_json::from_slice::<TrainerState>(&bytes)
+        .map(|state| state.global_step)
+        .map_err(|e| format!("not a trainer state with an integer global_step: {e}"))
+}
+
+/// The part of `model.safetensors.index.json` the completeness rule needs.
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: std::collections::BTreeMap<String, String>,
+}
+
+/// The distinct shard file names listed in the `weight_map` of a sharded
+/// model's index of observed size `size`, sorted. A name that is not a plain
+/// file name (a path, `..`, hidden) is an error: shards live beside the index.
+pub(crate) fn index_shards(path: &Path, size: u64) -> Result<Vec<String>, String> {
+    let bytes = read_json_file(path, size)?;
+    let index: ShardIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("not a shard index with a weight_map object: {e}"))?;
+    let shards: BTreeSet<String> = index.weight_map.into_values().collect();
+    if shards.is_empty() {
+        return Err("weight_map lists no shard files".to_string());
+    }
+    for shard in &shards {
+        let plain = !shard.is_empty()
+            && !shard.starts_with('.')
+            && !shard.contains('/')
+            && !shard.contains('\\');
+        if !plain {
+            return Err(format!(
+                "weight_map names shard {shard:?}, which is not a plain file name beside the index"
+            ));
+        }
+    }
+    Ok(shards.into_iter().collect())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use safetensors::Dtype;
+    use safetensors::tensor::TensorView;
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    /// Writes a small valid safetensors file (two F32 tensors) with the
+    /// given metadata, using the safetensors crate, and returns its bytes.
+    pub(crate) fn safetensors_bytes(meta: &[(&str, &str)], floats: usize) -> Vec<u8> {
+        let a: Vec<u8> = (0..floats).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let b: Vec<u8> = [1.5f32, 2.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let views = vec![
+            (
+                "layer.0".to_string(),
+                TensorView::new(Dtype::F32, vec![floats], &a).unwrap(),
+            ),
+            (
+                "labels".to_string(),
+                TensorView::new(Dtype::F32, vec![2], &b).unwrap(),
+            ),
+        ];
+        let meta: HashMap<String, String> = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let info = if meta.is_empty() { None } else { Some(meta) };
+        safetensors::serialize(views, info).unwrap()
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, u64) {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        (path, bytes.len() as u64)
+    }
+
+    #[test]
+    fn valid_file_passes_and_reports_metadata_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, size) = write(dir.path(), "a.safetensors", &safetensors_bytes(&[], 10));
+        assert_eq!(
+            check_safetensors(&path, size),
+            Ok(SafetensorsInfo { step: None })
+        );
+        let bytes = safetensors_bytes(&[("step", "250"), ("label_names", "[]")], 3);
+        let (path, size) = write(dir.path(), "b.safetensors", &bytes);
+        assert_eq!(check_safetensors(&path, size).unwrap().step, Some(Ok(250)));
+        let (path, size) = write(
+            dir.path(),
+            "c.safetensors",
+            &safetensors_bytes(&[("step", "soon")], 3),
+        );
+        let step = check_safetensors(&path, size).unwrap().step.unwrap();
+        assert!(step.unwrap_err().contains("\"soon\""));
+    }
+
+    #[test]
+    fn truncated_and_overlong_files_fail_with_byte_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = safetensors_bytes(&[], 100);
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        let data_len = bytes.len() as u64 - 8 - header_len;
+        let cut = &bytes[..bytes.len() - 60];
+        let (path, size) = write(dir.path(), "t.safetensors", cut);
+        let reason = check_safetensors(&path, size).unwrap_err();
+        assert!(
+            reason.starts_with(&format!(
+                "header claims {data_len} bytes of data, file has {}",
+                data_len - 60
+            )),
+            "{reason}"
+        );
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[0; 4]);
+        let (path, size) = write(dir.path(), "l.safetensors", &long);
+        let reason = check_safetensors(&path, size).unwrap_err();
+        assert!(
+            reason.contains(&format!("file has {}", data_len + 4)),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn short_files_and_garbage_headers_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, size) = write(dir.path(), "e.safetensors", b"");
+        assert!(
+            check_safetensors(&path, size)
+                .unwrap_err()
+                .contains("0 bytes")
+        );
+        // The header itself is cut off: prefix says 200 bytes, 10 present.
+        let mut partial = 200u64.to_le_bytes().to_vec();
+        partial.extend_from_slice(b"{\"a\":{\"dt");
+        let (path, size) = write(dir.path(), "p.safetensors", &partial);
+        let reason = check_safetensors(&path, size).unwrap_err();
+        assert!(reason.contains("says 200 bytes"), "{reason}");
+        // Preallocated zeros: header length 0, not JSON.
+        let (path, size) = write(dir.path(), "z.safetensors", &[0; 64]);
+        let reason = check_safetensors(&path, size).unwrap_err();
+        assert!(reason.contains("not a JSON object"), "{reason}");
+    }
+
+    #[test]
+    fn gaps_between_tensors_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = br#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[3,5]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0; 5]);
+        let (path, size) = write(dir.path(), "g.safetensors", &bytes);
+        let reason = check_safetensors(&path, size).unwrap_err();
+        assert!(
+            reason.contains("tensor 'b' starts at data byte 3"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn step_from_name_takes_trailing_digits() {
+        assert_eq!(step_from_name("acts-150"), Some(150));
+        assert_eq!(step_from_name("checkpoint-0042"), Some(42));
+        assert_eq!(step_from_name("acts"), None);
+        assert_eq!(step_from_name("acts-"), None);
+        assert_eq!(step_from_name("acts-1x"), None);
+    }
+
+    #[test]
+    fn trainer_state_and_index_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, size) = write(
+            dir.path(),
+            "trainer_state.json",
+            br#"{"global_step": 30, "log_history": [{"loss": 1.0}]}"#,
+        );
+        assert_eq!(trainer_global_step(&path, size), Ok(30));
+        let (path, size) = write(dir.path(), "half.json", br#"{"global_st"#);
+        assert!(trainer_global_step(&path, size).is_err());
+        let (path, size) = write(
+            dir.path(),
+            "index.json",
+            br#"{"metadata": {}, "weight_map": {"a": "model-00002-of-00002.safetensors", "b": "model-00001-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"}}"#,
+        );
+        assert_eq!(
+            index_shards(&path, size).unwrap(),
+            vec![
+                "model-00001-of-00002.safetensors".to_string(),
+                "model-00002-of-00002.safetensors".to_string()
+            ]
+        );
+        let (path, size) = write(
+            dir.path(),
+            "evil.json",
+            br#"{"weight_map": {"a": "../../outside.safetensors"}}"#,
+        );
+        assert!(
+            index_shards(&path, size)
+                .unwrap_err()
+                .contains("not a plain file name")
+        );
+    }
+}
