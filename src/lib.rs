@@ -11,5 +11,6 @@
 
 pub mod analysis;
 pub mod geometry;
+pub mod metrics;
 pub mod source;
 pub mod synth;
