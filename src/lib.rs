@@ -12,5 +12,6 @@
 pub mod analysis;
 pub mod geometry;
 pub mod metrics;
+pub mod server;
 pub mod source;
 pub mod synth;
