@@ -11,7 +11,11 @@
 
 pub mod analysis;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod geometry;
+pub mod metrics;
+pub mod server;
 pub mod source;
 pub mod store;
 pub mod synth;

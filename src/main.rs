@@ -35,6 +35,12 @@ enum LabelDistanceArg {
     Min,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// One-shot DirectProbe analysis of an activation dump.
@@ -62,6 +68,38 @@ enum Command {
         /// Skip DirectProbe on the test split (no train/test similarity).
         #[arg(long)]
         no_train_test: bool,
+    },
+    /// The daemon: watch the configured runs, analyse each new checkpoint,
+    /// store the history and serve Prometheus metrics.
+    Watch {
+        /// The TOML configuration (see config/probewatch.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Log format (overrides the config's `log_format`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Check a configuration file and print what the daemon would do.
+    CheckConfig {
+        /// The TOML configuration.
+        file: PathBuf,
+    },
+    /// The daemon over a simulated fine-tuning run (no set-up): writes an
+    /// activation dump every few seconds to a temporary folder and serves
+    /// the metrics; runs until Ctrl-C.
+    Demo {
+        /// Address to serve on.
+        #[arg(long, default_value_t = std::net::SocketAddr::from(([127, 0, 0, 1], probewatch::config::DEFAULT_PORT)))]
+        listen: std::net::SocketAddr,
+        /// Seconds between two simulated checkpoints.
+        #[arg(long, default_value_t = 3.0)]
+        interval_seconds: f64,
+        /// Folder for the run and the store (default: a new temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormatArg,
     },
     /// Benchmarks: the shared PS-role dump and synthetic layers, each case in
     /// its own process so peak memory is its own.
@@ -117,6 +155,31 @@ fn run(cli: Cli) -> Result<()> {
             .context("configuring the thread pool")?;
     }
     match cli.command {
+        Command::Watch { config, log_format } => {
+            let cfg = probewatch::config::load(&config)?;
+            let json = match log_format {
+                Some(f) => matches!(f, LogFormatArg::Json),
+                None => cfg.log_format == probewatch::config::LogFormat::Json,
+            };
+            init_logging(json);
+            serve(cfg, |addr| {
+                tracing::info!("metrics at http://{addr}/metrics");
+            })
+        }
+        Command::CheckConfig { file } => {
+            let cfg = probewatch::config::load(&file)?;
+            print!("{}", cfg.describe());
+            Ok(())
+        }
+        Command::Demo {
+            listen,
+            interval_seconds,
+            dir,
+            log_format,
+        } => {
+            init_logging(matches!(log_format, LogFormatArg::Json));
+            demo(listen, interval_seconds, dir)
+        }
         Command::Probe {
             file,
             task,
@@ -263,4 +326,113 @@ fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
     }
     writeln!(out, "total {:.2} s", r.seconds)?;
     Ok(())
+}
+
+/// Logs through `tracing`: human-readable lines by default, one JSON object
+/// per line with `json`; the level from `RUST_LOG` (default `info`).
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the daemon on a fresh runtime until SIGINT or SIGTERM.
+fn serve(
+    cfg: probewatch::config::Config,
+    on_listening: impl FnOnce(std::net::SocketAddr) + Send + 'static,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("probewatch-io")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = tx.send(true);
+        });
+        probewatch::daemon::run(cfg, rx, on_listening).await
+    })?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// `probewatch demo`: a simulated run written by a background thread, and
+/// the daemon watching it.
+fn demo(listen: std::net::SocketAddr, interval: f64, dir: Option<PathBuf>) -> Result<()> {
+    use probewatch::config::{Config, LogFormat, RunConfig};
+    use probewatch::demo::{CHECKPOINTS, STEP_EVERY, write_checkpoint};
+    anyhow::ensure!(
+        interval.is_finite() && interval > 0.0,
+        "--interval-seconds must be positive"
+    );
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("probewatch-demo-{}", std::process::id())),
+    };
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let mut run = RunConfig::new("demo", &run_dir);
+    run.scan_interval = std::time::Duration::from_secs_f64((interval / 2.0).clamp(0.2, 5.0));
+    let cfg = Config {
+        file: PathBuf::from("(demo)"),
+        listen,
+        store: dir.join("probewatch.sqlite"),
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        log_format: LogFormat::Human,
+        runs: vec![run],
+    };
+    let writer_dir = run_dir.clone();
+    std::thread::spawn(move || {
+        for k in 0..CHECKPOINTS {
+            let step = k * STEP_EVERY;
+            if writer_dir.join(format!("step-{step}.safetensors")).exists() {
+                continue;
+            }
+            match write_checkpoint(&writer_dir, step) {
+                Ok(p) => {
+                    tracing::info!(path = %p.display(), step, "simulated training wrote a checkpoint")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "simulated training cannot write");
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+        }
+        tracing::info!("simulated training finished; the daemon keeps serving until Ctrl-C");
+    });
+    let folder = dir.display().to_string();
+    serve(cfg, move |addr| {
+        eprintln!(
+            "\nprobewatch demo: a simulated fine-tuning run writes a checkpoint every {interval} s into\n  {folder}/run\n\
+             Metrics:  http://{addr}/metrics\n\
+             Look at:  probewatch_label_min_distance_normalized{{label=\"NOUN\"}} (NOUN and PROPN drift together: it shrinks)\n\
+             \x20         probewatch_label_min_distance_change_ratio, probewatch_centroid_movement, probewatch_spatial_similarity\n\
+             Stop with Ctrl-C.\n"
+        );
+    })
 }

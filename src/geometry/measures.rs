@@ -179,6 +179,10 @@ pub struct LayerReport {
     /// The train clusters (not serialised; for warm starts and reports).
     #[serde(skip)]
     pub train_clusters: Vec<Cluster>,
+    /// Label names (index → name) when the caller adds them (the daemon
+    /// stores them with each layer); empty from [`measure_layer`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_names: Vec<String>,
     /// Wall-clock seconds; set by the caller (0 here: the core does not
     /// time itself).
     pub seconds: f64,
@@ -693,6 +697,7 @@ pub fn measure_layer_with(
         cluster_stats: clustering.stats.clone(),
         centroids,
         train_clusters: clustering.clusters,
+        label_names: Vec::new(),
         seconds: 0.0,
     };
     (report, next)

@@ -1,0 +1,1018 @@
+//! Prometheus exposition: every metric name, type and help text of probewatch
+//! lives here, and nowhere else.
+//!
+//! Two kinds of metrics. The geometry of a run's newest checkpoint is a
+//! [`RunSnapshot`] of plain data that the daemon fills and hands to
+//! [`Metrics::publish`]; each run's snapshot is an immutable `Arc` swapped in
+//! whole under a write lock, and a custom [`Collector`] encodes the current
+//! snapshots at scrape time. A scrape clones the `Arc`s under a short read
+//! lock and encodes outside it, so it never mixes two checkpoints of one run
+//! and never waits for the analysis. Process-lifetime numbers (checkpoints
+//! analysed, failed, skipped, analysis durations, queue depth) are ordinary
+//! registered `prometheus-client` families.
+//!
+//! The exposition is OpenMetrics text as `prometheus-client` writes it
+//! (counters' samples end in `_total`, the document ends with `# EOF`).
+//! Series whose value is `None` or not finite are left out rather than
+//! exported as NaN; a family without any series is left out entirely.
+//!
+//! This module deliberately does not compute anything (the daemon turns
+//! analysis reports into snapshots), does no I/O and knows nothing of HTTP:
+//! [`crate::server`] serves [`Metrics::encode`].
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Upper bounds (seconds) of the `probewatch_analysis_duration_seconds`
+/// buckets: from 50 ms (a small dump) to 30 minutes (a large model on many
+/// layers), roughly ×2–2.5 apart.
+pub const ANALYSIS_DURATION_BUCKETS: [f64; 15] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
+];
+
+/// The analysis of a run's newest checkpoint, as exported: one value per
+/// series, all from the same checkpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunSnapshot {
+    /// Run name (label `run`).
+    pub run: String,
+    /// Training step of the checkpoint.
+    pub step: u64,
+    /// Modification time of the checkpoint file, seconds since the Unix
+    /// epoch.
+    pub timestamp_seconds: f64,
+    /// One entry per (task, layer) analysed.
+    pub layers: Vec<LayerSnapshot>,
+}
+
+/// One layer of one task at one checkpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayerSnapshot {
+    /// Task name (label `task`).
+    pub task: String,
+    /// Layer index, 0 = embedding output (label `layer`).
+    pub layer: u32,
+    /// Number of DirectProbe clusters of the train split.
+    pub clusters: u64,
+    /// Number of labels present in the train split.
+    pub labels: u64,
+    /// RMS distance of the train points to their mean.
+    pub scale: f64,
+    /// One entry per label.
+    pub label_stats: Vec<LabelSnapshot>,
+    /// Pearson similarity of the label-distance vector to the baseline
+    /// checkpoint's (`None` without a baseline or for the baseline itself).
+    pub similarity_baseline: Option<f64>,
+    /// Pearson similarity to the previous analysed checkpoint's.
+    pub similarity_previous: Option<f64>,
+    /// Pearson similarity between the train and test splits' label-distance
+    /// vectors of this checkpoint.
+    pub similarity_test: Option<f64>,
+    /// Nearest-cluster accuracy per split, a fraction in [0, 1].
+    pub accuracy: Vec<(String, f64)>,
+    /// Labels whose min distance grew against the baseline (`None` for the
+    /// baseline itself).
+    pub labels_increased: Option<u64>,
+    /// Labels whose min distance shrank against the baseline (`None` for the
+    /// baseline itself).
+    pub labels_decreased: Option<u64>,
+    /// Distance of every label pair `(label_a, label_b, distance)`; only when
+    /// the run opts in (K(K−1)/2 series per layer).
+    pub label_pairs: Option<Vec<(String, String, f64)>>,
+}
+
+/// One label of one layer at one checkpoint. `None` leaves the series out
+/// (label absent from the train split, no baseline yet, baseline distance 0,
+/// …).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabelSnapshot {
+    /// Label name (label `label`).
+    pub label: String,
+    /// Minimum label distance to any other label (representation units).
+    pub min_distance: Option<f64>,
+    /// `min_distance` divided by the layer's scale.
+    pub min_distance_normalized: Option<f64>,
+    /// `min_distance` of the label at the baseline checkpoint
+    /// (representation units).
+    pub min_distance_baseline: Option<f64>,
+    /// Normalized min distance now / normalized min distance at the baseline
+    /// − 1 (−0.3: shrank by 30 %).
+    pub change_ratio: Option<f64>,
+    /// Number of DirectProbe clusters of the label.
+    pub clusters: u64,
+    /// Euclidean distance between the label's train centroid now and at the
+    /// baseline (representation units).
+    pub centroid_movement: Option<f64>,
+}
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// A snapshot holds the same series twice.
+    #[error("snapshot of run {run:?}: {what} {key} appears more than once")]
+    Duplicate {
+        /// The run whose snapshot is at fault.
+        run: String,
+        /// What is duplicated (`layer`, `label`, `split`, `label pair`).
+        what: &'static str,
+        /// The duplicated key.
+        key: String,
+    },
+}
+
+impl RunSnapshot {
+    /// Checks that no series appears twice: (task, layer) pairs, labels of a
+    /// layer, accuracy splits of a layer and label pairs of a layer are
+    /// unique.
+    pub fn check(&self) -> Result<(), MetricsError> {
+        let mut copy = self.clone();
+        match copy.dedup().into_iter().next() {
+            None => Ok(()),
+            Some((what, key)) => Err(MetricsError::Duplicate {
+                run: self.run.clone(),
+                what,
+                key,
+            }),
+        }
+    }
+
+    /// Removes duplicated series, keeping the first; returns what was removed.
+    fn dedup(&mut self) -> Vec<(&'static str, String)> {
+        let mut removed = Vec::new();
+        let mut seen = HashSet::new();
+        self.layers.retain(|l| {
+            let new = seen.insert((l.task.clone(), l.layer));
+            if !new {
+                removed.push(("layer", format!("{}/{}", l.task, l.layer)));
+            }
+            new
+        });
+        for l in &mut self.layers {
+            let at = |key: &str| format!("{key} (task {}, layer {})", l.task, l.layer);
+            let mut seen = HashSet::new();
+            l.label_stats.retain(|s| {
+                let new = seen.insert(s.label.clone());
+                if !new {
+                    removed.push(("label", at(&s.label)));
+                }
+                new
+            });
+            let mut seen = HashSet::new();
+            l.accuracy.retain(|(split, _)| {
+                let new = seen.insert(split.clone());
+                if !new {
+                    removed.push(("split", at(split)));
+                }
+                new
+            });
+            if let Some(pairs) = &mut l.label_pairs {
+                let mut seen = HashSet::new();
+                pairs.retain(|(a, b, _)| {
+                    let new = seen.insert((a.clone(), b.clone()));
+                    if !new {
+                        removed.push(("label pair", at(&format!("{a}/{b}"))));
+                    }
+                    new
+                });
+            }
+        }
+        removed
+    }
+}
+
+/// Kind of a metric family as exposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+/// Every metric family probewatch exposes. The first [`SNAPSHOT_FAMILIES`]
+/// come from snapshots (collector), the rest are registered families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fam {
+    CheckpointStep,
+    CheckpointTimestamp,
+    Clusters,
+    Labels,
+    LayerScale,
+    LabelMinDistance,
+    LabelMinDistanceNormalized,
+    LabelMinDistanceBaseline,
+    LabelMinDistanceChangeRatio,
+    LabelClusters,
+    CentroidMovement,
+    SpatialSimilarity,
+    ProbeAccuracy,
+    LabelsIncreased,
+    LabelsDecreased,
+    LabelPairDistance,
+    BuildInfo,
+    Analyzed,
+    Failed,
+    Skipped,
+    Duration,
+    QueueDepth,
+}
+
+/// The families the collector writes, in exposition order; `Fam as usize` is
+/// the index (tested).
+const SNAPSHOT_FAMILIES: [Fam; 17] = [
+    Fam::CheckpointStep,
+    Fam::CheckpointTimestamp,
+    Fam::Clusters,
+    Fam::Labels,
+    Fam::LayerScale,
+    Fam::LabelMinDistance,
+    Fam::LabelMinDistanceNormalized,
+    Fam::LabelMinDistanceBaseline,
+    Fam::LabelMinDistanceChangeRatio,
+    Fam::LabelClusters,
+    Fam::CentroidMovement,
+    Fam::SpatialSimilarity,
+    Fam::ProbeAccuracy,
+    Fam::LabelsIncreased,
+    Fam::LabelsDecreased,
+    Fam::LabelPairDistance,
+    Fam::BuildInfo,
+];
+
+impl Fam {
+    /// Exposed name (for counters: the sample name, with `_total`), kind and
+    /// help text (one sentence ending in a full stop).
+    const fn spec(self) -> (&'static str, Kind, &'static str) {
+        use Kind::{Counter, Gauge, Histogram};
+        match self {
+            Fam::CheckpointStep => (
+                "probewatch_checkpoint_step",
+                Gauge,
+                "Training step of the run's newest analysed checkpoint, in steps.",
+            ),
+            Fam::CheckpointTimestamp => (
+                "probewatch_checkpoint_timestamp_seconds",
+                Gauge,
+                "Modification time of the run's newest analysed checkpoint, in seconds since the Unix epoch.",
+            ),
+            Fam::Clusters => (
+                "probewatch_clusters",
+                Gauge,
+                "Number of DirectProbe clusters of the layer's train split at the newest checkpoint.",
+            ),
+            Fam::Labels => (
+                "probewatch_labels",
+                Gauge,
+                "Number of labels present in the layer's train split at the newest checkpoint.",
+            ),
+            Fam::LayerScale => (
+                "probewatch_layer_scale",
+                Gauge,
+                "RMS distance of the layer's train points to their mean at the newest checkpoint, in representation units.",
+            ),
+            Fam::LabelMinDistance => (
+                "probewatch_label_min_distance",
+                Gauge,
+                "Smallest label distance from this label to any other label at the newest checkpoint, in representation units.",
+            ),
+            Fam::LabelMinDistanceNormalized => (
+                "probewatch_label_min_distance_normalized",
+                Gauge,
+                "Smallest label distance from this label to any other label divided by the layer scale, dimensionless.",
+            ),
+            Fam::LabelMinDistanceBaseline => (
+                "probewatch_label_min_distance_baseline",
+                Gauge,
+                "Smallest label distance from this label to any other label at the baseline checkpoint, in representation units.",
+            ),
+            Fam::LabelMinDistanceChangeRatio => (
+                "probewatch_label_min_distance_change_ratio",
+                Gauge,
+                "Normalized smallest label distance now divided by its value at the baseline checkpoint minus 1, as a ratio (-0.3 means it shrank by 30 percent).",
+            ),
+            Fam::LabelClusters => (
+                "probewatch_label_clusters",
+                Gauge,
+                "Number of DirectProbe clusters of this label in the layer's train split at the newest checkpoint.",
+            ),
+            Fam::CentroidMovement => (
+                "probewatch_centroid_movement",
+                Gauge,
+                "Euclidean distance between this label's train centroid now and at the baseline checkpoint, in representation units.",
+            ),
+            Fam::SpatialSimilarity => (
+                "probewatch_spatial_similarity",
+                Gauge,
+                "Pearson correlation between the layer's label-distance vector and the reference's (baseline checkpoint, previous checkpoint, or this checkpoint's test split), from -1 to 1.",
+            ),
+            Fam::ProbeAccuracy => (
+                "probewatch_probe_accuracy",
+                Gauge,
+                "Nearest-cluster accuracy of the split's points against the layer's train clusters, as a fraction from 0 to 1.",
+            ),
+            Fam::LabelsIncreased => (
+                "probewatch_labels_min_distance_increased",
+                Gauge,
+                "Number of labels whose smallest label distance is larger than at the baseline checkpoint.",
+            ),
+            Fam::LabelsDecreased => (
+                "probewatch_labels_min_distance_decreased",
+                Gauge,
+                "Number of labels whose smallest label distance is smaller than at the baseline checkpoint.",
+            ),
+            Fam::LabelPairDistance => (
+                "probewatch_label_pair_distance",
+                Gauge,
+                "Label distance between label_a and label_b at the newest checkpoint, in representation units.",
+            ),
+            Fam::BuildInfo => (
+                "probewatch_build_info",
+                Gauge,
+                "Always 1; the version label is the running probewatch version.",
+            ),
+            Fam::Analyzed => (
+                "probewatch_checkpoints_analyzed_total",
+                Counter,
+                "Number of checkpoints of the run analysed since the process started.",
+            ),
+            Fam::Failed => (
+                "probewatch_checkpoints_failed_total",
+                Counter,
+                "Number of checkpoints of the run whose analysis failed since the process started, by kind of failure.",
+            ),
+            Fam::Skipped => (
+                "probewatch_checkpoints_skipped_total",
+                Counter,
+                "Number of checkpoints of the run seen but not analysed since the process started.",
+            ),
+            Fam::Duration => (
+                "probewatch_analysis_duration_seconds",
+                Histogram,
+                "Wall-clock time to analyse one checkpoint of the run, in seconds.",
+            ),
+            Fam::QueueDepth => (
+                "probewatch_queue_depth",
+                Gauge,
+                "Number of checkpoints of the run waiting to be analysed.",
+            ),
+        }
+    }
+
+    /// Registers `metric` under this family's name and help as
+    /// `prometheus-client` expects them: without the `_total` it appends to
+    /// counters and without the full stop it appends to help texts.
+    fn register<M>(self, registry: &mut Registry, metric: M)
+    where
+        M: prometheus_client::registry::Metric,
+    {
+        let (name, kind, help) = self.spec();
+        let name = match kind {
+            Kind::Counter => name.strip_suffix("_total").unwrap_or(name),
+            Kind::Gauge | Kind::Histogram => name,
+        };
+        registry.register(name, help.strip_suffix('.').unwrap_or(help), metric);
+    }
+}
+
+/// Label set `{run}` of the registered families.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    run: String,
+}
+
+/// Label set `{run, kind}` of `probewatch_checkpoints_failed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    run: String,
+    kind: String,
+}
+
+/// The current snapshot of every run.
+type Snapshots = Arc<RwLock<BTreeMap<String, Arc<RunSnapshot>>>>;
+
+/// Encodes the published snapshots at scrape time.
+#[derive(Debug)]
+struct SnapshotCollector {
+    snapshots: Snapshots,
+}
+
+/// A sample value: counts stay integers in the exposition.
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Count(u64),
+    Real(f64),
+}
+
+/// One series of a collector family.
+struct Sample<'a> {
+    labels: Vec<(&'static str, Cow<'a, str>)>,
+    value: Value,
+}
+
+/// Gathers the series of every snapshot family from `runs`, indexed by
+/// `Fam as usize`. Non-finite values are left out like `None`.
+fn gather<'a>(runs: &'a [Arc<RunSnapshot>]) -> Vec<Vec<Sample<'a>>> {
+    let mut out: Vec<Vec<Sample<'a>>> = SNAPSHOT_FAMILIES.iter().map(|_| Vec::new()).collect();
+    let mut push = |fam: Fam, labels: Vec<(&'static str, Cow<'a, str>)>, value: Value| {
+        if let Value::Real(v) = value
+            && !v.is_finite()
+        {
+            return;
+        }
+        out[fam as usize].push(Sample { labels, value });
+    };
+    for r in runs {
+        let run = || ("run", Cow::Borrowed(r.run.as_str()));
+        push(Fam::CheckpointStep, vec![run()], Value::Count(r.step));
+        push(
+            Fam::CheckpointTimestamp,
+            vec![run()],
+            Value::Real(r.timestamp_seconds),
+        );
+        for l in &r.layers {
+            let layer = l.layer.to_string();
+            let base = || {
+                vec![
+                    run(),
+                    ("task", Cow::Borrowed(l.task.as_str())),
+                    ("layer", Cow::Owned(layer.clone())),
+                ]
+            };
+            let with = |key: &'static str, value: &'_ str| {
+                let mut labels = base();
+                labels.push((key, Cow::Owned(value.to_owned())));
+                labels
+            };
+            push(Fam::Clusters, base(), Value::Count(l.clusters));
+            push(Fam::Labels, base(), Value::Count(l.labels));
+            push(Fam::LayerScale, base(), Value::Real(l.scale));
+            for s in &l.label_stats {
+                let per_label = [
+                    (Fam::LabelMinDistance, s.min_distance),
+                    (Fam::LabelMinDistanceNormalized, s.min_distance_normalized),
+                    (Fam::LabelMinDistanceBaseline, s.min_distance_baseline),
+                    (Fam::LabelMinDistanceChangeRatio, s.change_ratio),
+                    (Fam::CentroidMovement, s.centroid_movement),
+                ];
+                for (fam, v) in per_label {
+                    if let Some(v) = v {
+                        push(fam, with("label", &s.label), Value::Real(v));
+                    }
+                }
+                push(
+                    Fam::LabelClusters,
+                    with("label", &s.label),
+                    Value::Count(s.clusters),
+                );
+            }
+            let similarities = [
+                ("baseline", l.similarity_baseline),
+                ("previous", l.similarity_previous),
+                ("test", l.similarity_test),
+            ];
+            for (reference, v) in similarities {
+                if let Some(v) = v {
+                    push(
+                        Fam::SpatialSimilarity,
+                        with("reference", reference),
+                        Value::Real(v),
+                    );
+                }
+            }
+            for (split, v) in &l.accuracy {
+                push(Fam::ProbeAccuracy, with("split", split), Value::Real(*v));
+            }
+            if let Some(n) = l.labels_increased {
+                push(Fam::LabelsIncreased, base(), Value::Count(n));
+            }
+            if let Some(n) = l.labels_decreased {
+                push(Fam::LabelsDecreased, base(), Value::Count(n));
+            }
+            for (a, b, d) in l.label_pairs.iter().flatten() {
+                let mut labels = with("label_a", a);
+                labels.push(("label_b", Cow::Borrowed(b.as_str())));
+                push(Fam::LabelPairDistance, labels, Value::Real(*d));
+            }
+        }
+    }
+    push(
+        Fam::BuildInfo,
+        vec![("version", Cow::Borrowed(env!("CARGO_PKG_VERSION")))],
+        Value::Count(1),
+    );
+    out
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        // Only the Arcs are cloned under the lock; encoding runs outside it.
+        let runs: Vec<Arc<RunSnapshot>> = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for (fam, samples) in SNAPSHOT_FAMILIES.iter().zip(gather(&runs)) {
+            if samples.is_empty() {
+                continue;
+            }
+            let (name, _, help) = fam.spec();
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for s in &samples {
+                let mut metric = family.encode_family(&s.labels)?;
+                match s.value {
+                    Value::Count(v) => metric.encode_gauge(&v)?,
+                    Value::Real(v) => metric.encode_gauge(&v)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The registry and every metric handle of the process. Share it as
+/// `Arc<Metrics>`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    snapshots: Snapshots,
+    analyzed: Family<RunLabels, Counter>,
+    failed: Family<FailureLabels, Counter>,
+    skipped: Family<RunLabels, Counter>,
+    duration: Family<RunLabels, Histogram, fn() -> Histogram>,
+    queue_depth: Family<RunLabels, Gauge>,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(ANALYSIS_DURATION_BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered (including
+    /// `probewatch_build_info`) and no run yet.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let snapshots = Snapshots::default();
+        let analyzed = Family::default();
+        let failed = Family::default();
+        let skipped = Family::default();
+        let duration: Family<RunLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        let queue_depth = Family::default();
+        Fam::Analyzed.register(&mut registry, analyzed.clone());
+        Fam::Failed.register(&mut registry, failed.clone());
+        Fam::Skipped.register(&mut registry, skipped.clone());
+        Fam::Duration.register(&mut registry, duration.clone());
+        Fam::QueueDepth.register(&mut registry, queue_depth.clone());
+        registry.register_collector(Box::new(SnapshotCollector {
+            snapshots: Arc::clone(&snapshots),
+        }));
+        Metrics {
+            registry,
+            snapshots,
+            analyzed,
+            failed,
+            skipped,
+            duration,
+            queue_depth,
+        }
+    }
+
+    /// Replaces the run's snapshot as a whole: the next scrape shows every
+    /// value of this snapshot and none of the previous one (series that are
+    /// not in it disappear). A snapshot with duplicated series
+    /// ([`RunSnapshot::check`]) is logged and published with the first of
+    /// each duplicate only.
+    pub fn publish(&self, mut snapshot: RunSnapshot) {
+        let removed = snapshot.dedup();
+        if let Some((what, key)) = removed.first() {
+            let error = MetricsError::Duplicate {
+                run: snapshot.run.clone(),
+                what,
+                key: key.clone(),
+            };
+            tracing::warn!(
+                %error,
+                duplicates = removed.len(),
+                "publishing the first of each duplicated series only"
+            );
+        }
+        self.touch_run(&snapshot.run);
+        let run = snapshot.run.clone();
+        let snapshot = Arc::new(snapshot);
+        self.snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run, snapshot);
+    }
+
+    /// Counts one analysed checkpoint of `run` and records how long its
+    /// analysis took (negative or non-finite durations are recorded as 0).
+    pub fn checkpoint_analyzed(&self, run: &str, seconds: f64) {
+        self.touch_run(run);
+        let labels = run_labels(run);
+        self.analyzed.get_or_create(&labels).inc();
+        let seconds = if seconds.is_finite() && seconds > 0.0 {
+            seconds
+        } else {
+            0.0
+        };
+        self.duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Counts one checkpoint of `run` whose analysis failed; `kind` is a
+    /// short, low-cardinality word (`corrupt`, `incomplete`, `io`, …).
+    pub fn checkpoint_failed(&self, run: &str, kind: &str) {
+        self.touch_run(run);
+        self.failed
+            .get_or_create(&FailureLabels {
+                run: run.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts `n` checkpoints of `run` seen but not analysed.
+    pub fn checkpoint_skipped(&self, run: &str, n: u64) {
+        self.touch_run(run);
+        self.skipped.get_or_create(&run_labels(run)).inc_by(n);
+    }
+
+    /// Sets the number of checkpoints of `run` waiting for analysis.
+    pub fn set_queue_depth(&self, run: &str, depth: i64) {
+        self.touch_run(run);
+        self.queue_depth.get_or_create(&run_labels(run)).set(depth);
+    }
+
+    /// The whole exposition, OpenMetrics text as `prometheus-client` writes
+    /// it (ends with `# EOF`).
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// Creates the run's counters, histogram and queue gauge at zero, so
+    /// `rate()` and `increase()` see the first event of a run.
+    fn touch_run(&self, run: &str) {
+        let labels = run_labels(run);
+        if self.analyzed.get(&labels).is_some() {
+            return;
+        }
+        drop(self.analyzed.get_or_create(&labels));
+        drop(self.skipped.get_or_create(&labels));
+        drop(self.duration.get_or_create(&labels));
+        drop(self.queue_depth.get_or_create(&labels));
+    }
+}
+
+fn run_labels(run: &str) -> RunLabels {
+    RunLabels {
+        run: run.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_parse::{Scrape, Value as PValue};
+
+    fn parse(text: &str) -> Scrape {
+        Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("exposition parses")
+    }
+
+    /// Value of the sample `name` whose labels include every pair of
+    /// `labels`; panics when there is not exactly one.
+    fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<_> = samples(scrape, name, labels);
+        assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
+        match found[0].value {
+            PValue::Gauge(v) | PValue::Counter(v) | PValue::Untyped(v) => v,
+            ref other => panic!("{name}: unexpected value {other:?}"),
+        }
+    }
+
+    fn samples<'s>(
+        scrape: &'s Scrape,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Vec<&'s prometheus_parse::Sample> {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .collect()
+    }
+
+    fn label(name: &str, d: f64) -> LabelSnapshot {
+        LabelSnapshot {
+            label: name.to_owned(),
+            min_distance: Some(d),
+            min_distance_normalized: Some(d / 2.0),
+            min_distance_baseline: Some(d + 1.0),
+            change_ratio: Some(-0.25),
+            clusters: 2,
+            centroid_movement: Some(0.5),
+        }
+    }
+
+    fn snapshot(run: &str, step: u64, labels: &[&str]) -> RunSnapshot {
+        let x = step as f64;
+        RunSnapshot {
+            run: run.to_owned(),
+            step,
+            timestamp_seconds: 1.7e9 + x,
+            layers: vec![LayerSnapshot {
+                task: "upos".to_owned(),
+                layer: 3,
+                clusters: 10 + step,
+                labels: labels.len() as u64,
+                scale: 2.0 * x,
+                label_stats: labels.iter().map(|l| label(l, x)).collect(),
+                similarity_baseline: Some(0.9),
+                similarity_previous: Some(0.95),
+                similarity_test: Some(0.8),
+                accuracy: vec![("test".to_owned(), 0.75), ("dev".to_owned(), 0.5)],
+                labels_increased: Some(1),
+                labels_decreased: Some(2),
+                label_pairs: Some(vec![("NOUN".to_owned(), "VERB".to_owned(), 3.5)]),
+            }],
+        }
+    }
+
+    #[test]
+    fn snapshot_families_are_indexed_by_their_variant() {
+        for (i, fam) in SNAPSHOT_FAMILIES.iter().enumerate() {
+            assert_eq!(*fam as usize, i, "{fam:?}");
+        }
+        assert_eq!(Fam::BuildInfo as usize + 1, Fam::Analyzed as usize);
+    }
+
+    #[test]
+    fn published_values_and_labels_round_trip_through_an_independent_parser() {
+        let m = Metrics::new();
+        m.publish(snapshot("run-a", 4, &["NOUN", "VERB"]));
+        let text = m.encode().unwrap();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let s = parse(&text);
+        let run = ("run", "run-a");
+        let layer = [run, ("task", "upos"), ("layer", "3")];
+        assert_eq!(value(&s, "probewatch_checkpoint_step", &[run]), 4.0);
+        assert_eq!(
+            value(&s, "probewatch_checkpoint_timestamp_seconds", &[run]),
+            1.7e9 + 4.0
+        );
+        assert_eq!(value(&s, "probewatch_clusters", &layer), 14.0);
+        assert_eq!(value(&s, "probewatch_labels", &layer), 2.0);
+        assert_eq!(value(&s, "probewatch_layer_scale", &layer), 8.0);
+        let noun = [run, ("task", "upos"), ("layer", "3"), ("label", "NOUN")];
+        assert_eq!(value(&s, "probewatch_label_min_distance", &noun), 4.0);
+        assert_eq!(
+            value(&s, "probewatch_label_min_distance_normalized", &noun),
+            2.0
+        );
+        assert_eq!(
+            value(&s, "probewatch_label_min_distance_baseline", &noun),
+            5.0
+        );
+        assert_eq!(
+            value(&s, "probewatch_label_min_distance_change_ratio", &noun),
+            -0.25
+        );
+        assert_eq!(value(&s, "probewatch_label_clusters", &noun), 2.0);
+        assert_eq!(value(&s, "probewatch_centroid_movement", &noun), 0.5);
+        for (reference, v) in [("baseline", 0.9), ("previous", 0.95), ("test", 0.8)] {
+            let labels = [run, ("layer", "3"), ("reference", reference)];
+            assert_eq!(value(&s, "probewatch_spatial_similarity", &labels), v);
+        }
+        let test = [run, ("layer", "3"), ("split", "test")];
+        assert_eq!(value(&s, "probewatch_probe_accuracy", &test), 0.75);
+        let dev = [run, ("layer", "3"), ("split", "dev")];
+        assert_eq!(value(&s, "probewatch_probe_accuracy", &dev), 0.5);
+        assert_eq!(
+            value(&s, "probewatch_labels_min_distance_increased", &layer),
+            1.0
+        );
+        assert_eq!(
+            value(&s, "probewatch_labels_min_distance_decreased", &layer),
+            2.0
+        );
+        let pair = [run, ("label_a", "NOUN"), ("label_b", "VERB")];
+        assert_eq!(value(&s, "probewatch_label_pair_distance", &pair), 3.5);
+        let version = [("version", env!("CARGO_PKG_VERSION"))];
+        assert_eq!(value(&s, "probewatch_build_info", &version), 1.0);
+        // Exactly the labels listed, no more: run, task, layer, label.
+        let one = samples(&s, "probewatch_label_min_distance", &noun)[0];
+        let mut keys: Vec<_> = one.labels.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["label", "layer", "run", "task"]);
+    }
+
+    #[test]
+    fn a_second_publish_replaces_the_whole_snapshot() {
+        let m = Metrics::new();
+        m.publish(snapshot("run-a", 1, &["NOUN", "VERB", "ADJ"]));
+        m.publish(snapshot("run-b", 7, &["X"]));
+        m.publish(snapshot("run-a", 2, &["NOUN", "VERB"]));
+        let s = parse(&m.encode().unwrap());
+        let run = ("run", "run-a");
+        assert_eq!(value(&s, "probewatch_checkpoint_step", &[run]), 2.0);
+        assert_eq!(value(&s, "probewatch_layer_scale", &[run]), 4.0);
+        // Every per-label value of run-a is the second checkpoint's.
+        let per_label = samples(&s, "probewatch_label_min_distance", &[run]);
+        assert_eq!(per_label.len(), 2);
+        for sample in per_label {
+            assert_eq!(sample.value, PValue::Gauge(2.0), "{sample:?}");
+        }
+        // The label that disappeared is gone from every family.
+        assert!(
+            s.samples
+                .iter()
+                .all(|x| x.labels.get("label") != Some("ADJ")),
+            "ADJ still exported"
+        );
+        // The other run is untouched.
+        let b = ("run", "run-b");
+        assert_eq!(value(&s, "probewatch_checkpoint_step", &[b]), 7.0);
+    }
+
+    #[test]
+    fn concurrent_scrapes_never_mix_two_checkpoints() {
+        let m = Arc::new(Metrics::new());
+        m.publish(snapshot("run-a", 1, &["NOUN", "VERB"]));
+        let writer = {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                for i in 0..400u64 {
+                    let step = 1 + i % 2;
+                    let labels: &[&str] = if step == 1 {
+                        &["NOUN", "VERB"]
+                    } else {
+                        &["NOUN", "VERB", "ADJ"]
+                    };
+                    m.publish(snapshot("run-a", step, labels));
+                }
+            })
+        };
+        for _ in 0..200 {
+            let s = parse(&m.encode().unwrap());
+            let step = value(&s, "probewatch_checkpoint_step", &[("run", "run-a")]);
+            let distances = samples(&s, "probewatch_label_min_distance", &[]);
+            let labels = if step == 1.0 { 2 } else { 3 };
+            assert_eq!(distances.len(), labels, "step {step}");
+            for d in distances {
+                assert_eq!(d.value, PValue::Gauge(step), "step {step}: {d:?}");
+            }
+            assert_eq!(value(&s, "probewatch_layer_scale", &[]), 2.0 * step);
+        }
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn none_and_non_finite_values_are_left_out() {
+        let m = Metrics::new();
+        let mut snap = snapshot("r", 3, &["NOUN", "VERB"]);
+        let layer = &mut snap.layers[0];
+        layer.similarity_baseline = None;
+        layer.similarity_test = Some(f64::NAN);
+        layer.labels_increased = None;
+        layer.labels_decreased = None;
+        layer.label_pairs = None;
+        layer.label_stats[1].change_ratio = None;
+        layer.label_stats[1].min_distance_baseline = None;
+        layer.label_stats[1].centroid_movement = Some(f64::INFINITY);
+        m.publish(snap);
+        let text = m.encode().unwrap();
+        let s = parse(&text);
+        let sims = samples(&s, "probewatch_spatial_similarity", &[]);
+        assert_eq!(sims.len(), 1);
+        assert_eq!(sims[0].labels.get("reference"), Some("previous"));
+        for gone in [
+            "probewatch_labels_min_distance_increased",
+            "probewatch_labels_min_distance_decreased",
+            "probewatch_label_pair_distance",
+        ] {
+            assert!(!text.contains(gone), "{gone} exported:\n{text}");
+        }
+        for (name, n) in [
+            ("probewatch_label_min_distance_change_ratio", 1),
+            ("probewatch_label_min_distance_baseline", 1),
+            ("probewatch_centroid_movement", 1),
+            ("probewatch_label_min_distance", 2),
+        ] {
+            assert_eq!(samples(&s, name, &[]).len(), n, "{name}");
+        }
+        assert!(!text.to_lowercase().contains("nan"), "{text}");
+        assert!(!text.contains("inf\n"), "{text}");
+    }
+
+    #[test]
+    fn counters_and_histogram_are_exposed_per_run() {
+        let m = Metrics::new();
+        m.checkpoint_analyzed("r", 0.07);
+        m.checkpoint_analyzed("r", 700.0);
+        m.checkpoint_analyzed("r", f64::NAN);
+        m.checkpoint_failed("r", "corrupt");
+        m.checkpoint_failed("r", "corrupt");
+        m.checkpoint_failed("r", "io");
+        m.checkpoint_skipped("r", 5);
+        m.set_queue_depth("r", 3);
+        m.set_queue_depth("other", 0);
+        let text = m.encode().unwrap();
+        assert!(text.contains("# TYPE probewatch_checkpoints_analyzed counter\n"));
+        assert!(text.contains("# TYPE probewatch_analysis_duration_seconds histogram\n"));
+        let s = parse(&text);
+        let r = [("run", "r")];
+        assert_eq!(value(&s, "probewatch_checkpoints_analyzed_total", &r), 3.0);
+        let corrupt = [("run", "r"), ("kind", "corrupt")];
+        assert_eq!(
+            value(&s, "probewatch_checkpoints_failed_total", &corrupt),
+            2.0
+        );
+        let io = [("run", "r"), ("kind", "io")];
+        assert_eq!(value(&s, "probewatch_checkpoints_failed_total", &io), 1.0);
+        assert_eq!(value(&s, "probewatch_checkpoints_skipped_total", &r), 5.0);
+        assert_eq!(value(&s, "probewatch_queue_depth", &r), 3.0);
+        // A run only announced has its counters at zero.
+        let other = [("run", "other")];
+        assert_eq!(
+            value(&s, "probewatch_checkpoints_analyzed_total", &other),
+            0.0
+        );
+        assert_eq!(
+            value(&s, "probewatch_checkpoints_skipped_total", &other),
+            0.0
+        );
+        assert_eq!(value(&s, "probewatch_queue_depth", &other), 0.0);
+        // The histogram: 3 observations (NaN recorded as 0), sum 700.07.
+        assert_eq!(
+            value(&s, "probewatch_analysis_duration_seconds_count", &r),
+            3.0
+        );
+        let sum = value(&s, "probewatch_analysis_duration_seconds_sum", &r);
+        assert!((sum - 700.07).abs() < 1e-9, "{sum}");
+        let hist = samples(&s, "probewatch_analysis_duration_seconds", &r);
+        assert_eq!(hist.len(), 1);
+        let PValue::Histogram(buckets) = &hist[0].value else {
+            panic!("not a histogram: {:?}", hist[0]);
+        };
+        let count_le = |le: f64| {
+            buckets
+                .iter()
+                .find(|b| b.less_than == le)
+                .map(|b| b.count)
+                .unwrap_or_else(|| panic!("no bucket le={le}"))
+        };
+        assert_eq!(count_le(0.05), 1.0);
+        assert_eq!(count_le(0.1), 2.0);
+        assert_eq!(count_le(600.0), 2.0);
+        assert_eq!(count_le(1200.0), 3.0);
+        assert_eq!(count_le(1800.0), 3.0);
+        assert_eq!(count_le(f64::INFINITY), 3.0);
+    }
+
+    #[test]
+    fn duplicated_series_are_reported_and_published_once() {
+        let mut snap = snapshot("r", 1, &["NOUN", "NOUN"]);
+        snap.layers[0].accuracy.push(("test".to_owned(), 0.1));
+        let err = snap.check().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"r\"") && msg.contains("NOUN"), "{msg}");
+        assert!(snapshot("r", 1, &["NOUN", "VERB"]).check().is_ok());
+        let m = Metrics::new();
+        m.publish(snap);
+        let s = parse(&m.encode().unwrap());
+        assert_eq!(samples(&s, "probewatch_label_min_distance", &[]).len(), 1);
+        let test = [("split", "test")];
+        assert_eq!(value(&s, "probewatch_probe_accuracy", &test), 0.75);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.publish(snapshot("we\"ird\\run", 1, &["a\nb"]));
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("run=\"we\\\"ird\\\\run\"") && text.contains("label=\"a\\nb\""),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! The HTTP server: `GET /metrics` (the Prometheus exposition of
+//! [`Metrics`]), `GET /healthz` (the process is up), `GET /readyz` (the store
+//! is open and the watchers run) and `GET /` (an index with links).
+//!
+//! It runs on the tokio runtime with axum; a scrape only clones the current
+//! snapshots under a short read lock and encodes them, so it stays responsive
+//! while analysis runs on other threads. Every route is GET only: requests
+//! announcing a body are refused with 413, and at most
+//! [`MAX_CONCURRENT_REQUESTS`] requests are served at once (more get 503).
+//!
+//! This module deliberately knows no metric names, no SQL and nothing of the
+//! watchers: the daemon flips [`ReadyFlags`] and publishes into [`Metrics`].
+//! It does not bind the socket either (the caller passes a listener, so the
+//! daemon decides the address and tests use port 0), and it speaks plain
+//! HTTP/1.1 without TLS or authentication.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+
+/// `Content-Type` of `/metrics`: OpenMetrics text 1.0.0, which
+/// [`Metrics::encode`] writes and Prometheus (2.x and later) parses.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Requests served at once; further concurrent requests get 503.
+pub const MAX_CONCURRENT_REQUESTS: usize = 16;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct ServerState {
+    /// The registry served on `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// What `/readyz` reports.
+    pub ready: Arc<ReadyFlags>,
+}
+
+/// Readiness conditions the daemon sets as it starts and stops; all false at
+/// first.
+#[derive(Debug, Default)]
+pub struct ReadyFlags {
+    store_open: AtomicBool,
+    watchers_running: AtomicBool,
+}
+
+/// Why the process is not ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotReady {
+    /// The SQLite history store is not open.
+    #[error("the history store is not open")]
+    StoreNotOpen,
+    /// The checkpoint watchers are not running.
+    #[error("the checkpoint watchers are not running")]
+    WatchersNotRunning,
+}
+
+impl ReadyFlags {
+    /// All conditions false.
+    pub fn new() -> ReadyFlags {
+        ReadyFlags::default()
+    }
+
+    /// Records whether the history store is open.
+    pub fn set_store_open(&self, open: bool) {
+        self.store_open.store(open, Ordering::Release);
+    }
+
+    /// Records whether the checkpoint watchers are running.
+    pub fn set_watchers_running(&self, running: bool) {
+        self.watchers_running.store(running, Ordering::Release);
+    }
+
+    /// Whether the history store is open.
+    pub fn store_open(&self) -> bool {
+        self.store_open.load(Ordering::Acquire)
+    }
+
+    /// Whether the checkpoint watchers are running.
+    pub fn watchers_running(&self) -> bool {
+        self.watchers_running.load(Ordering::Acquire)
+    }
+
+    /// Every reason the process is not ready; empty when it is.
+    pub fn not_ready(&self) -> Vec<NotReady> {
+        let mut reasons = Vec::new();
+        if !self.store_open() {
+            reasons.push(NotReady::StoreNotOpen);
+        }
+        if !self.watchers_running() {
+            reasons.push(NotReady::WatchersNotRunning);
+        }
+        reasons
+    }
+}
+
+/// Serves the routes on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish and returns. Errors are the listener's.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ServerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state, MAX_CONCURRENT_REQUESTS))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The routes, with the body and concurrency guard in front of them.
+fn router(state: ServerState, max_concurrent: usize) -> Router {
+    let permits = Arc::new(Semaphore::new(max_concurrent));
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(permits, guard))
+}
+
+/// Refuses requests with a body (413) and requests beyond the concurrency
+/// limit (503); the permit is held until the response is built.
+async fn guard(State(permits): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    if announces_body(request.headers()) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request bodies are not accepted: every route is GET only\n",
+        )
+            .into_response();
+    }
+    let Ok(_permit) = permits.try_acquire() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many concurrent requests\n",
+        )
+            .into_response();
+    };
+    next.run(request).await
+}
+
+/// Whether the request says it carries a body (a chunked one, or a non-zero
+/// or unparsable `Content-Length`).
+fn announces_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .any(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) != Some(0))
+}
+
+async fn index() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html>\n<html><head><title>probewatch</title></head><body>\n",
+        "<h1>probewatch ",
+        env!("CARGO_PKG_VERSION"),
+        "</h1>\n<ul>\n",
+        "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
+        "<li><a href=\"/healthz\">/healthz</a>: liveness</li>\n",
+        "<li><a href=\"/readyz\">/readyz</a>: readiness</li>\n",
+        "</ul>\n</body></html>\n",
+    ))
+}
+
+async fn metrics(State(state): State<ServerState>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "encoding the metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding the metrics failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<ServerState>) -> Response {
+    let reasons = state.ready.not_ready();
+    if reasons.is_empty() {
+        return "ready".into_response();
+    }
+    let reasons: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: {}", reasons.join("; ")),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{LayerSnapshot, RunSnapshot};
+    use std::io::{Read, Write};
+    use tokio::sync::oneshot;
+
+    struct Running {
+        base: String,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    async fn start(state: ServerState, max_concurrent: usize) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(state, max_concurrent);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Running { base, stop, task }
+    }
+
+    fn state() -> ServerState {
+        ServerState {
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(ReadyFlags::new()),
+        }
+    }
+
+    /// GET with a real HTTP client on a blocking thread: (status, content
+    /// type, body).
+    async fn get(url: String) -> (u16, String, String) {
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut response = agent.get(&url).call().expect("request");
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = response.body_mut().read_to_string().expect("body");
+            (response.status().as_u16(), content_type, body)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Sends raw bytes and returns the status line.
+    async fn raw(base: &str, request: &'static str) -> String {
+        let addr = base.trim_start_matches("http://").to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut reply = String::new();
+            // The server answers and closes (Connection: close).
+            stream.read_to_string(&mut reply).unwrap();
+            reply.lines().next().unwrap_or_default().to_owned()
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_metrics_health_and_readiness_over_http() {
+        let state = state();
+        state.metrics.publish(RunSnapshot {
+            run: "r".to_owned(),
+            step: 12,
+            timestamp_seconds: 1.5e9,
+            layers: vec![LayerSnapshot {
+                task: "upos".to_owned(),
+                layer: 2,
+                clusters: 17,
+                labels: 17,
+                scale: 3.0,
+                ..LayerSnapshot::default()
+            }],
+        });
+        state.metrics.checkpoint_analyzed("r", 1.0);
+        let server = start(state.clone(), MAX_CONCURRENT_REQUESTS).await;
+
+        let (status, content_type, body) = get(format!("{}/metrics", server.base)).await;
+        assert_eq!(status, 200);
+        assert_eq!(content_type, METRICS_CONTENT_TYPE);
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+            .expect("parses");
+        let find = |name: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name && s.labels.get("run") == Some("r"))
+                .unwrap_or_else(|| panic!("{name} missing:\n{body}"))
+        };
+        assert_eq!(
+            find("probewatch_checkpoint_step").value,
+            prometheus_parse::Value::Gauge(12.0)
+        );
+        let clusters = find("probewatch_clusters");
+        assert_eq!(clusters.value, prometheus_parse::Value::Gauge(17.0));
+        assert_eq!(clusters.labels.get("layer"), Some("2"));
+        assert_eq!(
+            find("probewatch_checkpoints_analyzed_total").value,
+            prometheus_parse::Value::Untyped(1.0)
+        );
+
+        let (status, _, body) = get(format!("{}/healthz", server.base)).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+
+        let (status, _, body) = get(format!("{}/readyz", server.base)).await;
+        assert_eq!(status, 503);
+        assert!(
+            body.contains("history store is not open") && body.contains("watchers are not running"),
+            "{body}"
+        );
+        state.ready.set_store_open(true);
+        let (status, _, body) = get(format!("{}/readyz", server.base)).await;
+        assert_eq!(status, 503);
+        assert!(!body.contains("store"), "{body}");
+        state.ready.set_watchers_running(true);
+        let (status, _, body) = get(format!("{}/readyz", server.base)).await;
+        assert_eq!((status, body.as_str()), (200, "ready"));
+        state.ready.set_watchers_running(false);
+        let (status, _, _) = get(format!("{}/readyz", server.base)).await;
+        assert_eq!(status, 503);
+
+        let (status, content_type, body) = get(format!("{}/", server.base)).await;
+        assert_eq!(status, 200);
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        for link in ["/metrics", "/healthz", "/readyz"] {
+            assert!(body.contains(&format!("href=\"{link}\"")), "{body}");
+        }
+        let (status, _, _) = get(format!("{}/nothing-here", server.base)).await;
+        assert_eq!(status, 404);
+
+        server.stop.send(()).unwrap();
+        server.task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_bodies_and_other_methods() {
+        let server = start(state(), MAX_CONCURRENT_REQUESTS).await;
+        let with_body = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                         Content-Length: 5\r\n\r\nhello";
+        assert!(raw(&server.base, with_body).await.contains(" 413 "));
+        let chunked = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                       Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert!(raw(&server.base, chunked).await.contains(" 413 "));
+        let empty = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                     Content-Length: 0\r\n\r\n";
+        assert!(raw(&server.base, empty).await.contains(" 200 "));
+        let post = "POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                    Content-Length: 0\r\n\r\n";
+        assert!(raw(&server.base, post).await.contains(" 405 "));
+        server.stop.send(()).unwrap();
+        server.task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saturated_server_answers_503() {
+        // No permit at all: every request is beyond the limit.
+        let server = start(state(), 0).await;
+        let (status, _, body) = get(format!("{}/metrics", server.base)).await;
+        assert_eq!(status, 503);
+        assert!(body.contains("too many concurrent requests"), "{body}");
+        server.stop.send(()).unwrap();
+        server.task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_returns_after_shutdown() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state(), async move {
+            let _ = stopped.await;
+        }));
+        let (status, _, _) = get(format!("{base}/healthz")).await;
+        assert_eq!(status, 200);
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+}
