@@ -27,6 +27,8 @@ use probewatch::synth::{Variant, generate};
 pub const CASES: &[&str] = &[
     "psrole-all-layers",
     "crosstask-incremental",
+    "daemon-time-to-metrics",
+    "daemon-scrape-latency",
     "psrole-l6-label-distances",
     "peer-scipy-nnls-l6",
     "synthetic-separable",
@@ -188,6 +190,16 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             (s, d)
         }
         "crosstask-incremental" => crosstask_incremental(data)?,
+        "daemon-time-to-metrics" => {
+            crate::bench_daemon::time_to_metrics(if quick { 5 } else { 20 })?
+        }
+        "daemon-scrape-latency" => {
+            crate::bench_daemon::scrape_latency(points.unwrap_or(if quick {
+                2_000
+            } else {
+                20_000
+            }))?
+        }
         "psrole-l6-label-distances" => {
             let (s, ds) = l6_label_distances(data)?;
             let mean = ds.iter().sum::<f64>() / ds.len() as f64;

@@ -830,7 +830,7 @@ async fn run_loop(
                     None => {}
                 }
                 // Coalesce a burst of events into one scan.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
                 while let Ok(h) = hrx.try_recv() {
                     if let Hint::Renamed(p) = h { renamed.insert(p); }
                 }

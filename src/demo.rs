@@ -92,13 +92,32 @@ pub fn dump_bytes(step: u64) -> Vec<u8> {
         }
         layers.push(bytes);
     }
+    let names: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
+    let views: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+    encode_dump(&views, n, DIM, &labels, &split, &names, step)
+}
+
+/// An activation dump (DESIGN §3.1, single task `pos`) as safetensors bytes:
+/// `layers[l]` holds layer `l` as little-endian `f32`, `n × dim`.
+///
+/// # Panics
+/// If a buffer's length does not match its shape.
+pub fn encode_dump(
+    layers: &[&[u8]],
+    n: usize,
+    dim: usize,
+    labels: &[i64],
+    split: &[u8],
+    label_names: &[String],
+    step: u64,
+) -> Vec<u8> {
     let label_bytes: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let names: Vec<String> = (0..LAYERS).map(|l| format!("layer.{l}")).collect();
+    let names: Vec<String> = (0..layers.len()).map(|l| format!("layer.{l}")).collect();
     let mut tensors: Vec<(String, TensorView<'_>)> = Vec::new();
-    for (name, b) in names.iter().zip(&layers) {
+    for (name, b) in names.iter().zip(layers) {
         tensors.push((
             name.clone(),
-            TensorView::new(Dtype::F32, vec![n, DIM], b).expect("consistent shape"),
+            TensorView::new(Dtype::F32, vec![n, dim], b).expect("consistent shape"),
         ));
     }
     tensors.push((
@@ -107,9 +126,9 @@ pub fn dump_bytes(step: u64) -> Vec<u8> {
     ));
     tensors.push((
         "split".into(),
-        TensorView::new(Dtype::U8, vec![n], &split).expect("consistent shape"),
+        TensorView::new(Dtype::U8, vec![n], split).expect("consistent shape"),
     ));
-    let label_names = serde_json::to_string(&LABELS).expect("strings serialise");
+    let label_names = serde_json::to_string(label_names).expect("strings serialise");
     let metadata: std::collections::HashMap<String, String> = [
         ("label_names".to_string(), label_names),
         ("splits".to_string(), r#"["train","test"]"#.to_string()),
@@ -125,19 +144,25 @@ pub fn dump_bytes(step: u64) -> Vec<u8> {
     safetensors::serialize(tensors, Some(metadata)).expect("valid tensors serialise")
 }
 
-/// Writes the checkpoint of `step` into `folder` as a training job does:
-/// to a hidden temporary file, synced, then renamed to
-/// `step-<step>.safetensors`. Returns the final path.
-pub fn write_checkpoint(folder: &Path, step: u64) -> std::io::Result<PathBuf> {
-    let bytes = dump_bytes(step);
+/// Writes `bytes` into `folder` as a training job does: to a hidden
+/// temporary file, synced, then renamed to `step-<step>.safetensors`.
+/// Returns the final path.
+pub fn write_dump(folder: &Path, step: u64, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let tmp = folder.join(format!(".tmp-step-{step}.safetensors"));
     let done = folder.join(format!("step-{step}.safetensors"));
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&bytes)?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, &done)?;
     Ok(done)
+}
+
+/// Writes the checkpoint of `step` into `folder` as a training job does:
+/// to a hidden temporary file, synced, then renamed to
+/// `step-<step>.safetensors`. Returns the final path.
+pub fn write_checkpoint(folder: &Path, step: u64) -> std::io::Result<PathBuf> {
+    write_dump(folder, step, &dump_bytes(step))
 }
 
 #[cfg(test)]

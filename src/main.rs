@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod bench;
+mod bench_daemon;
 
 use probewatch::analysis::{AnalysisOptions, Report, analyse_dump};
 use probewatch::geometry::measures::{LabelDistance, MeasureParams};

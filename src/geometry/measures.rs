@@ -755,6 +755,14 @@ pub enum CompareError {
         /// Labels now.
         current: usize,
     },
+    /// The representations have different widths.
+    #[error("dimension differs: {reference} in the reference, {current} now")]
+    Dim {
+        /// Width of the reference.
+        reference: usize,
+        /// Width now.
+        current: usize,
+    },
     /// A report was made without centroids (`keep_centroids`).
     #[error("a report has no centroids (analyse with centroids kept)")]
     NoCentroids,
@@ -777,6 +785,15 @@ pub fn compare(
     }
     if reference.centroids.len() != nr || current.centroids.len() != nc {
         return Err(CompareError::NoCentroids);
+    }
+    let dim = |r: &LayerReport| r.centroids.iter().flatten().map(Vec::len).next();
+    if let (Some(dr), Some(dc)) = (dim(reference), dim(current)) {
+        if dr != dc {
+            return Err(CompareError::Dim {
+                reference: dr,
+                current: dc,
+            });
+        }
     }
     let centroid_movement: Vec<Option<f64>> = reference
         .centroids

@@ -1,0 +1,227 @@
+//! Daemon benchmarks behind `probewatch bench` (binary side): the real
+//! `probewatch watch` process on a temporary run folder, driven over real
+//! files and real HTTP.
+//!
+//! - `daemon-time-to-metrics`: from the rename that completes a checkpoint
+//!   to its step on `/metrics` (filesystem event → scan → analysis → store →
+//!   snapshot), over a sequence of demo checkpoints;
+//! - `daemon-scrape-latency`: `/metrics` scraped in a loop while a
+//!   20,000-point, 768-d layer is being analysed; the latency distribution.
+//!
+//! It measures and reports; it asserts nothing.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use probewatch::demo::{self, encode_dump, write_dump};
+use probewatch::synth::{Variant, generate};
+
+/// A daemon child killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Daemon {
+    /// Peak resident memory of the daemon process so far, MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    }
+}
+
+fn free_port() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+/// Starts `probewatch watch` on `dir/run` with a store in `dir`.
+fn start(dir: &Path, addr: SocketAddr, scan_interval: f64) -> Result<Daemon> {
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run)?;
+    let cfg = dir.join("probewatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"{addr}\"\nstore = \"store.sqlite\"\n\n[[run]]\nname = \"bench\"\nfolder = \"run\"\nscan_interval_seconds = {scan_interval}\n"
+        ),
+    )?;
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .arg("watch")
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the daemon")?;
+    let d = Daemon(child);
+    let t = Instant::now();
+    while get(addr, "/healthz").is_err() {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("the daemon did not start serving");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(d)
+}
+
+/// One HTTP/1.1 GET over a new connection; the body.
+fn get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    if !buf.starts_with("HTTP/1.1 200") {
+        bail!("{path}: {}", buf.lines().next().unwrap_or(""));
+    }
+    Ok(buf
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string()))
+}
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[k.min(sorted.len() - 1)]
+}
+
+/// Rename → step on `/metrics`, for `n` demo checkpoints.
+pub fn time_to_metrics(n: u64) -> Result<(f64, String)> {
+    let dir = tempdir()?;
+    let addr = free_port()?;
+    // A long scan interval: the filesystem event drives the pick-up.
+    let d = start(&dir, addr, 5.0)?;
+    let run = dir.join("run");
+    let mut lat = Vec::new();
+    for k in 0..n {
+        let step = k * demo::STEP_EVERY;
+        let bytes = demo::dump_bytes(step);
+        let t = Instant::now();
+        write_dump(&run, step, &bytes)?;
+        loop {
+            let body = get(addr, "/metrics")?;
+            if metric(&body, "probewatch_checkpoint_step") == Some(step as f64) {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                bail!("step {step} never reached /metrics");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lat.push(t.elapsed().as_secs_f64());
+    }
+    let rss = d.peak_rss_mib().unwrap_or(f64::NAN);
+    drop(d);
+    std::fs::remove_dir_all(&dir).ok();
+    let mean = lat.iter().sum::<f64>() / lat.len() as f64;
+    let mut sorted = lat.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok((
+        mean,
+        format!(
+            "{n} demo checkpoints (360 items, 4 layers, d=24) renamed into place, scan interval 5 s (events drive it): rename → step on /metrics mean {:.0} ms, median {:.0} ms, max {:.0} ms; daemon peak RSS {rss:.0} MiB",
+            1e3 * mean,
+            1e3 * percentile(&sorted, 50.0),
+            1e3 * sorted.last().copied().unwrap_or(f64::NAN)
+        ),
+    ))
+}
+
+/// `/metrics` latency while a 20,000-point layer is analysed.
+pub fn scrape_latency(points: usize) -> Result<(f64, String)> {
+    let dir = tempdir()?;
+    let addr = free_port()?;
+    let d = start(&dir, addr, 0.5)?;
+    let run = dir.join("run");
+    let layer = generate(points, points / 10, 768, 8, Variant::Separable, 7);
+    let bytes: Vec<u8> = layer.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let labels: Vec<i64> = layer.labels.iter().map(|&l| i64::from(l)).collect();
+    let names: Vec<String> = demo::LABELS.iter().map(|s| s.to_string()).collect();
+    let n = layer.labels.len();
+    let big = encode_dump(&[&bytes], n, 768, &labels, &layer.split, &names, 0);
+    drop(bytes);
+    write_dump(&run, 0, &big)?;
+    drop(big);
+    let analysed = |body: &str| {
+        metric(body, "probewatch_checkpoints_analyzed_total").unwrap_or(0.0)
+            + body
+                .lines()
+                .filter(|l| l.starts_with("probewatch_checkpoints_failed_total{"))
+                .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+                .sum::<f64>()
+    };
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    loop {
+        let t = Instant::now();
+        let body = get(addr, "/metrics")?;
+        lat.push(t.elapsed().as_secs_f64());
+        if analysed(&body) >= 1.0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("the big checkpoint was not analysed within 600 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let busy = start.elapsed().as_secs_f64();
+    let rss = d.peak_rss_mib().unwrap_or(f64::NAN);
+    drop(d);
+    std::fs::remove_dir_all(&dir).ok();
+    let mut sorted = lat.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p99 = percentile(&sorted, 99.0);
+    Ok((
+        p99,
+        format!(
+            "{} scrapes of /metrics (new connection each) during the {:.1} s analysis of a {points}+{} point, d=768 layer: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (seconds column = p99); daemon peak RSS {rss:.0} MiB",
+            lat.len(),
+            busy,
+            points / 10,
+            1e3 * percentile(&sorted, 50.0),
+            1e3 * p99,
+            1e3 * sorted.last().copied().unwrap_or(f64::NAN)
+        ),
+    ))
+}
+
+fn tempdir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!(
+        "probewatch-bench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
