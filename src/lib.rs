@@ -2,10 +2,13 @@
 //! representations.
 //!
 //! The library is a pure numeric core ([`geometry`]: hull distances,
-//! DirectProbe clustering, the study's measures) fed by sources of activations
-//! ([`source`]: activation dumps) and glued together by [`analysis`] (one dump
-//! → one report). The binary in `src/main.rs` only parses the command line and
-//! calls into this crate. Nothing here does network I/O.
+//! DirectProbe clustering, the study's measures, warm-start memory) fed by
+//! sources of activations ([`source`]: activation dumps) and glued together
+//! by [`analysis`] (one dump → one report). Around it, the daemon's parts:
+//! [`config`], [`watch`] (complete checkpoints in a folder), [`store`]
+//! (SQLite history), [`metrics`] and [`server`] (Prometheus exposition over
+//! HTTP), wired by [`daemon`]; [`demo`] simulates a run. The binary in
+//! `src/main.rs` parses the command line and calls into this crate.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 

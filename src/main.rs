@@ -354,14 +354,18 @@ fn serve(
         .thread_name("probewatch-io")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             let _ = tx.send(true);
         });
         probewatch::daemon::run(cfg, rx, on_listening).await
-    })?;
+    });
+    // An abandoned analysis may still be running on a blocking thread: do
+    // not wait for it (its store write is one transaction, all or nothing).
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
     Ok(())
 }
 
