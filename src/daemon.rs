@@ -280,7 +280,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Restores a run from the store: its id, baseline, latest checkpoint, and
 /// publishes the latest values at once.
 fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
-    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let config_json = serde_json::json!({
         "folder": cfg.folder,
         "mode": format!("{:?}", cfg.mode),
@@ -289,6 +289,29 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
     })
     .to_string();
     let id = store.upsert_run(&cfg.name, &cfg.folder, &config_json)?;
+    let mut baseline_row = store.baseline(id)?;
+    if baseline_row.is_none() {
+        // A crash between storing the baseline checkpoint and marking it
+        // (two transactions) leaves it unmarked: mark it now, so the
+        // baseline never moves to a later checkpoint.
+        let rows = store.checkpoints(id)?;
+        let done = rows.iter().filter(|r| r.status == CheckpointStatus::Done);
+        let found = match &cfg.baseline {
+            Baseline::First => done.min_by(|a, b| {
+                a.finished_unix
+                    .total_cmp(&b.finished_unix)
+                    .then(a.id.cmp(&b.id))
+            }),
+            Baseline::Step(s) => done.filter(|r| r.step == *s).min_by_key(|r| r.id),
+            Baseline::Path(p) => done.filter(|r| same_path(&r.path, p)).min_by_key(|r| r.id),
+        };
+        if let Some(r) = found {
+            warn!(run = %cfg.name, step = r.step, path = %r.path.display(), "baseline was stored but not marked; marking it");
+            let r = r.clone();
+            store.set_baseline(id, r.id)?;
+            baseline_row = Some(r);
+        }
+    }
     let load = |row: &CheckpointRow| -> Result<Reference, DaemonError> {
         let mut layers = Layers::new();
         for rec in store.layers(row.id)? {
@@ -306,7 +329,7 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
             layers: Arc::new(layers),
         })
     };
-    let baseline = store.baseline(id)?.map(|r| load(&r)).transpose()?;
+    let baseline = baseline_row.map(|r| load(&r)).transpose()?;
     let latest_row = store.latest_done(id)?;
     let latest = latest_row.as_ref().map(&load).transpose()?;
     let (done, failed) = store.counts(id)?;
@@ -740,8 +763,12 @@ async fn run_loop(
     let mut scan_now = true;
     let mut missing_logged = false;
     info!(run = %name, folder = %cfg.folder.display(), "watching");
+    // Try to set up filesystem events at start and whenever the folder
+    // comes back; without them the periodic scan does everything.
+    let mut want_hints = true;
     loop {
-        if hints.is_none() && cfg.folder.is_dir() {
+        if want_hints && hints.is_none() && cfg.folder.is_dir() {
+            want_hints = false;
             match watch::watch_folder(&cfg.folder, layout, htx.clone()) {
                 Ok(h) => hints = Some(h),
                 Err(e) => {
@@ -765,6 +792,10 @@ async fn run_loop(
                 if missing && !missing_logged {
                     warn!(run = %name, folder = %cfg.folder.display(), "run folder missing; waiting for it");
                     hints = None;
+                }
+                if !missing && missing_logged {
+                    info!(run = %name, folder = %cfg.folder.display(), "run folder is back");
+                    want_hints = true;
                 }
                 missing_logged = missing;
                 match r {
