@@ -27,6 +27,7 @@ use probewatch::synth::{Variant, generate};
 pub const CASES: &[&str] = &[
     "psrole-all-layers",
     "crosstask-incremental",
+    "partial-finetuning-incremental",
     "daemon-time-to-metrics",
     "daemon-scrape-latency",
     "psrole-l6-label-distances",
@@ -162,6 +163,82 @@ fn crosstask_incremental(data: &Path) -> Result<(f64, String)> {
     ))
 }
 
+/// Partial fine-tuning (lower layers frozen, a common set-up with adapters
+/// or layer freezing): checkpoint A = `crosstask/step-50` (PS-role), B =
+/// its layers 0–3 with layers 4–6 of `step-100`. B analysed warm after A
+/// (the four unchanged layers re-use their reports) and cold.
+fn partial_finetuning(data: &Path) -> Result<(f64, String)> {
+    use probewatch::demo::encode_dump;
+    let dir = data.join("crosstask");
+    let open = |s: u64| {
+        let p = dir.join(format!("step-{s}.safetensors"));
+        ActivationDump::open(&p)
+            .with_context(|| format!("the shared dumps are needed: {}", p.display()))
+    };
+    let (d50, d100) = (open(50)?, open(100)?);
+    let (t50, t100) = (d50.task(Some("ps_role"))?, d100.task(Some("ps_role"))?);
+    let mut a_layers = Vec::new();
+    let mut b_layers = Vec::new();
+    for l in 0..7 {
+        let la = d50.layer(t50, l)?;
+        let bytes: Vec<u8> = la.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let lb = if l < 4 { la } else { d100.layer(t100, l)? };
+        b_layers.push(lb.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+        a_layers.push(bytes);
+    }
+    let labels: Vec<i64> = t50.labels.iter().map(|&l| i64::from(l)).collect();
+    let tmp = std::env::temp_dir().join(format!("probewatch-bench-partial-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let write = |name: &str, layers: &[Vec<u8>], step: u64| -> Result<std::path::PathBuf> {
+        let views: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+        let bytes = encode_dump(
+            &views,
+            t50.n,
+            t50.dim,
+            &labels,
+            &t50.split,
+            &t50.label_names,
+            step,
+        );
+        let p = tmp.join(name);
+        std::fs::write(&p, bytes)?;
+        Ok(p)
+    };
+    let (pa, pb) = (
+        write("a.safetensors", &a_layers, 50)?,
+        write("b.safetensors", &b_layers, 100)?,
+    );
+    let (da, db) = (ActivationDump::open(&pa)?, ActivationDump::open(&pb)?);
+    let opts = AnalysisOptions::default();
+    let (_, memory) = analyse_dump_with(
+        &da,
+        &opts,
+        &TaskMemory::new(),
+        Partition::Recluster,
+        &|_| {},
+    )?;
+    let t = Instant::now();
+    let (warm, next) = analyse_dump_with(&db, &opts, &memory, Partition::Recluster, &|_| {})?;
+    let tw = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let cold = analyse_dump(&db, &opts, &|_| {})?;
+    let tc = t.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&tmp).ok();
+    let reused = next.values().filter(|m| m.reused).count();
+    let same = cold
+        .layers
+        .iter()
+        .zip(&warm.layers)
+        .all(|(c, w)| c.train_clusters == w.train_clusters && c.accuracy == w.accuracy);
+    Ok((
+        tw,
+        format!(
+            "PS-role, 7 layers, layers 0-3 unchanged: warm {tw:.3} s, cold {tc:.3} s, speed-up {:.2}x; {reused} layer reports re-used; clusters and accuracies equal to cold: {same}",
+            tc / tw
+        ),
+    ))
+}
+
 /// Runs one case in this process.
 pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> Result<CaseResult> {
     // The peer's own peak RSS (the Python process), not ours.
@@ -190,6 +267,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             (s, d)
         }
         "crosstask-incremental" => crosstask_incremental(data)?,
+        "partial-finetuning-incremental" => partial_finetuning(data)?,
         "daemon-time-to-metrics" => {
             crate::bench_daemon::time_to_metrics(if quick { 5 } else { 20 })?
         }

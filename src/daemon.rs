@@ -522,16 +522,23 @@ fn label_names(r: &LayerReport) -> Vec<String> {
 
 /// Analyses one checkpoint (blocking; numeric work on the shared pool) and
 /// records the outcome in the store.
-fn analyse_job(
-    shared: &Shared,
-    cfg: &RunConfig,
-    run: RunId,
+/// One analysis to run: the checkpoint, the warm memory and the references.
+struct Job {
     candidate: Candidate,
     memory: BTreeMap<String, TaskMemory>,
     baseline: Option<Reference>,
     previous: Option<Reference>,
     is_baseline: bool,
-) -> Outcome {
+}
+
+fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcome {
+    let Job {
+        candidate,
+        memory,
+        baseline,
+        previous,
+        is_baseline,
+    } = job;
     let started = unix_now();
     let t = Instant::now();
     let mut new_memory = BTreeMap::new();
@@ -827,8 +834,15 @@ async fn run_loop(
                 let c2 = cfg.clone();
                 let id = state.id;
                 debug!(run = %name, step = c.step, path = %c.path.display(), "analysing");
+                let j = Job {
+                    candidate: c,
+                    memory,
+                    baseline,
+                    previous,
+                    is_baseline,
+                };
                 job = Some(tokio::task::spawn_blocking(move || {
-                    analyse_job(&sh, &c2, id, c, memory, baseline, previous, is_baseline)
+                    analyse_job(&sh, &c2, id, j)
                 }));
             }
         }

@@ -225,6 +225,7 @@ fn scale_and_centroids(
 
 /// Label distances from the clusters: `(a, b, d)` for `a < b`, both with at
 /// least one (kept) cluster, plus the cluster-distance summary.
+#[allow(clippy::too_many_arguments)] // the layer, the clusters, the mode, warm starts in and out
 fn label_distances(
     data: &[f32],
     dim: usize,
@@ -477,6 +478,18 @@ pub fn measure_layer_with(
     partition: Partition,
 ) -> (LayerReport, LayerMemory) {
     let memory = memory.filter(|m| m.rows == input.labels.len());
+    // A layer whose input did not change since the last checkpoint (a
+    // frozen layer in partial fine-tuning) has the same report: reuse it.
+    let input_key = input_fingerprint(&input, params, partition, memory);
+    if let Some(m) = memory {
+        if let Some(r) = m.report.as_deref() {
+            if m.input_key == input_key {
+                let mut again = m.clone();
+                again.reused = true;
+                return (r.clone(), again);
+            }
+        }
+    }
     let LayerInput {
         data,
         dim,
@@ -678,6 +691,7 @@ pub fn measure_layer_with(
     }
 
     next.train_clusters = clustering.clusters.clone();
+    next.input_key = input_key;
     let report = LayerReport {
         layer: 0,
         frozen_partition: frozen.is_some(),
@@ -700,7 +714,61 @@ pub fn measure_layer_with(
         label_names: Vec::new(),
         seconds: 0.0,
     };
+    next.report = Some(Box::new(report.clone()));
     (report, next)
+}
+
+/// A 128-bit fingerprint of everything a layer's report depends on: the
+/// points (bit patterns), labels, splits, parameters, and for a frozen
+/// partition the partition used. Two multiply–xor lanes; equal inputs give
+/// equal keys, and an accidental collision of distinct inputs has
+/// probability about 2⁻¹²⁸.
+fn input_fingerprint(
+    input: &LayerInput<'_>,
+    params: &MeasureParams,
+    partition: Partition,
+    memory: Option<&LayerMemory>,
+) -> [u64; 2] {
+    let mut h = [0x9e37_79b9_7f4a_7c15u64, 0xc2b2_ae3d_27d4_eb4fu64];
+    let mut eat = |x: u64| {
+        h[0] = (h[0] ^ x)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+        h[1] = (h[1] ^ x.rotate_left(17))
+            .wrapping_mul(0xff51_afd7_ed55_8ccd)
+            .rotate_left(31);
+    };
+    eat(input.dim as u64);
+    eat(input.n_labels as u64);
+    eat(input.data.len() as u64);
+    for pair in input.data.chunks(2) {
+        let lo = u64::from(pair[0].to_bits());
+        let hi = pair.get(1).map_or(0, |v| u64::from(v.to_bits()));
+        eat(lo | (hi << 32));
+    }
+    for &l in input.labels {
+        eat(u64::from(l));
+    }
+    for &s in input.split {
+        eat(u64::from(s));
+    }
+    for name in input.split_names {
+        for b in name.bytes() {
+            eat(u64::from(b));
+        }
+        eat(u64::MAX);
+    }
+    for b in format!("{params:?}").bytes() {
+        eat(u64::from(b));
+    }
+    eat(partition as u64);
+    if let (Partition::Frozen, Some(m)) = (partition, memory) {
+        eat(1);
+        for c in &m.train_clusters {
+            eat(cluster_key(c));
+        }
+    }
+    h
 }
 
 /// A frozen partition as a clustering of this checkpoint (no solves; the
@@ -902,6 +970,46 @@ mod tests {
                 assert!((x.2 - y.2).abs() <= 1e-4 * x.2.max(1e-9), "{x:?} {y:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_unchanged_layer_reuses_its_report() {
+        let layer = crate::synth::generate(300, 60, 16, 5, crate::synth::Variant::Separable, 3);
+        let names = vec!["train".to_string(), "test".to_string()];
+        let input = LayerInput {
+            data: &layer.data,
+            dim: layer.dim,
+            labels: &layer.labels,
+            n_labels: layer.n_labels,
+            split: &layer.split,
+            split_names: &names,
+        };
+        let params = MeasureParams::default();
+        let (r1, m1) = measure_layer_with(input, &params, None, Partition::Recluster);
+        assert!(!m1.reused);
+        let (r2, m2) = measure_layer_with(input, &params, Some(&m1), Partition::Recluster);
+        assert!(m2.reused);
+        assert_eq!(r1, r2);
+        // One coordinate changed: computed again, and equal to a cold run.
+        let mut data = layer.data.clone();
+        data[7] += 0.5;
+        let changed = LayerInput {
+            data: &data,
+            ..input
+        };
+        let (r3, m3) = measure_layer_with(changed, &params, Some(&m2), Partition::Recluster);
+        assert!(!m3.reused);
+        assert_eq!(
+            r3.train_clusters,
+            measure_layer(changed, &params).train_clusters
+        );
+        // Other parameters: computed again.
+        let min = MeasureParams {
+            label_distance: LabelDistance::Min,
+            ..params
+        };
+        let (_, m4) = measure_layer_with(input, &min, Some(&m1), Partition::Recluster);
+        assert!(!m4.reused);
     }
 
     #[test]

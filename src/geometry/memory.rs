@@ -11,13 +11,16 @@
 //! `measures`). Solves are keyed by *what* they solve (the label pair, or the
 //! member sets of the two clusters), not by position, so a memory built on a
 //! different item set is harmless: unmatched keys are cold solves and
-//! out-of-range positions are ignored by the solver. This module holds data
-//! only; it does no solving and no I/O.
+//! out-of-range positions are ignored by the solver. It also keeps the last
+//! report with a fingerprint of its input: a layer whose input did not
+//! change (frozen during fine-tuning) gets that report again, bit for bit.
+//! This module holds data only; it does no solving and no I/O.
 
 use std::collections::HashMap;
 
 use super::directprobe::Cluster;
 use super::hull::{HullResult, WarmStart};
+use super::measures::LayerReport;
 
 /// A compact warm start: the separating direction in `f32` (enough to
 /// re-certify a separation in one pass; an empty vector when not kept) and
@@ -115,6 +118,13 @@ pub struct LayerMemory {
     pub train_clusters: Vec<Cluster>,
     /// The test partition, when the train/test similarity ran.
     pub test_clusters: Option<Vec<Cluster>>,
+    /// Fingerprint of the input the report below was computed from.
+    pub input_key: [u64; 2],
+    /// The report computed from that input (re-used when the next input is
+    /// the same, e.g. a layer frozen during fine-tuning).
+    pub report: Option<Box<LayerReport>>,
+    /// Whether this memory's report was re-used rather than computed.
+    pub reused: bool,
 }
 
 impl LayerMemory {
