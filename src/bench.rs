@@ -118,7 +118,7 @@ fn l6_label_distances(data: &Path) -> Result<(f64, Vec<f64>)> {
 fn crosstask_incremental(data: &Path) -> Result<(f64, String)> {
     let dir = data.join("crosstask");
     let steps = [0u64, 50, 100, 150];
-    let (mut cold_s, mut warm_s) = (0.0, 0.0);
+    let (mut cold_s, mut warm_s, mut frozen_s) = (0.0, 0.0, 0.0);
     let (mut max_rel, mut cluster_diff, mut acc_diff) = (0.0f64, 0usize, 0.0f64);
     for task in ["ps_fxn", "ps_role"] {
         let opts = AnalysisOptions {
@@ -126,6 +126,7 @@ fn crosstask_incremental(data: &Path) -> Result<(f64, String)> {
             ..Default::default()
         };
         let mut memory = TaskMemory::new();
+        let mut frozen_memory = TaskMemory::new();
         for (k, step) in steps.iter().enumerate() {
             let path = dir.join(format!("step-{step}.safetensors"));
             let dump = ActivationDump::open(&path)
@@ -135,9 +136,15 @@ fn crosstask_incremental(data: &Path) -> Result<(f64, String)> {
                 analyse_dump_with(&dump, &opts, &memory, Partition::Recluster, &|_| {})?;
             let tw = t.elapsed().as_secs_f64();
             memory = next;
+            let t = Instant::now();
+            let (_, fnext) =
+                analyse_dump_with(&dump, &opts, &frozen_memory, Partition::Frozen, &|_| {})?;
+            let tf = t.elapsed().as_secs_f64();
+            frozen_memory = fnext;
             if k == 0 {
                 continue;
             }
+            frozen_s += tf;
             warm_s += tw;
             let t = Instant::now();
             let cold = analyse_dump(&dump, &opts, &|_| {})?;
@@ -157,8 +164,9 @@ fn crosstask_incremental(data: &Path) -> Result<(f64, String)> {
     Ok((
         warm_s,
         format!(
-            "6 checkpoint analyses (2 tasks x steps 50,100,150, 7 layers): warm {warm_s:.2} s, cold {cold_s:.2} s, speed-up {:.2}x; layers with different clusters {cluster_diff}, largest relative label-distance difference {max_rel:.1e}, largest accuracy difference {acc_diff:.4}",
-            cold_s / warm_s
+            "6 checkpoint analyses (2 tasks x steps 50,100,150, 7 layers): warm {warm_s:.2} s, cold {cold_s:.2} s, speed-up {:.2}x; layers with different clusters {cluster_diff}, largest relative label-distance difference {max_rel:.1e}, largest accuracy difference {acc_diff:.4}; frozen-partition mode {frozen_s:.2} s ({:.2}x)",
+            cold_s / warm_s,
+            cold_s / frozen_s
         ),
     ))
 }
