@@ -174,7 +174,7 @@ pub struct LayerReport {
     pub cluster_stats: ClusterStats,
     /// Per label: the centroid of its train points (`None` when absent).
     /// Not serialised by default (large); [`compare`] needs it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub centroids: Vec<Option<Vec<f64>>>,
     /// The train clusters (not serialised; for warm starts and reports).
     #[serde(skip)]
@@ -1072,5 +1072,31 @@ mod tests {
         let mut bare = r.clone();
         bare.centroids.clear();
         assert_eq!(compare(&bare, &r), Err(CompareError::NoCentroids));
+    }
+
+    /// A report serialised without centroids (as `probe --json` prints it
+    /// and the daemon stores it) reads back, equal apart from the
+    /// unserialised train clusters.
+    #[test]
+    fn a_report_without_centroids_round_trips_through_json() {
+        let (d, l, s) = two_squares();
+        let names = vec!["train".to_string(), "test".to_string()];
+        let mut r = measure_layer(
+            LayerInput {
+                data: &d,
+                dim: 2,
+                labels: &l,
+                n_labels: 3,
+                split: &s,
+                split_names: &names,
+            },
+            &MeasureParams::default(),
+        );
+        r.centroids.clear();
+        r.train_clusters.clear();
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("centroids"), "{json}");
+        let back: LayerReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
     }
 }
