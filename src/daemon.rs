@@ -938,8 +938,10 @@ async fn handle_scan(shared: &Arc<Shared>, state: &mut RunState, items: Vec<Scan
             ScanItem::Removed { path } => {
                 let before = state.queue.len();
                 state.queue.retain(|_, c| c.path != path);
-                if state.queue.len() < before {
+                let dropped = before - state.queue.len();
+                if dropped > 0 {
                     warn!(run = %name, path = %path.display(), "queued checkpoint removed before analysis");
+                    shared.metrics.checkpoint_skipped(&name, dropped as u64);
                 }
             }
         }
