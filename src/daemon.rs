@@ -72,7 +72,9 @@ struct Shared {
 /// Runs the daemon until `shutdown` turns true; then finishes the
 /// checkpoint being analysed (or abandons it after `grace`, leaving nothing
 /// half-written), closes the store and returns. `on_listening` receives the
-/// bound address (the config may ask for port 0).
+/// bound address (the config may ask for port 0). Every run's stored values
+/// are published before the listener opens, so no scrape sees a restarted
+/// daemon without them.
 pub async fn run(
     config: Config,
     mut shutdown: tokio_watch::Receiver<bool>,
@@ -96,6 +98,15 @@ pub async fn run(
     });
     let ready = Arc::new(ReadyFlags::default());
     ready.set_store_open(true);
+    // Restore every run before serving, so that the first scrape already
+    // shows the stored values.
+    let mut restored = Vec::new();
+    for run in &config.runs {
+        match restore(&shared, run) {
+            Ok(state) => restored.push(state),
+            Err(e) => error!(run = %run.name, error = %e, "run stopped"),
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -119,12 +130,12 @@ pub async fn run(
     ));
 
     let mut loops = tokio::task::JoinSet::new();
-    for run in config.runs.iter().cloned() {
+    for state in restored {
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         loops.spawn(async move {
-            let name = run.name.clone();
-            if let Err(e) = run_loop(shared, run, shutdown).await {
+            let name = state.cfg.name.clone();
+            if let Err(e) = run_loop(shared, state, shutdown).await {
                 error!(run = %name, error = %e, "run stopped");
             }
         });
@@ -741,15 +752,10 @@ fn analyse_checkpoint(
 /// The loop of one run.
 async fn run_loop(
     shared: Arc<Shared>,
-    cfg: RunConfig,
+    mut state: RunState,
     mut shutdown: tokio_watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let sh = shared.clone();
-    let c2 = cfg.clone();
-    let mut state = match blocking(move || restore(&sh, &c2)).await {
-        Some(r) => r?,
-        None => return Ok(()),
-    };
+    let cfg = state.cfg.clone();
     let name = cfg.name.clone();
     let layout = match cfg.layout {
         Layout::Dumps => watch::Layout::Dumps,
