@@ -1,0 +1,832 @@
+//! The daemon as users run it: the real `probewatch watch` binary over real
+//! folders, its `/metrics` scraped over HTTP and parsed by an independent
+//! parser, its SQLite store opened afterwards. Checkpoints are written the
+//! way training jobs write them (renamed into place, or slowly in pieces);
+//! bad files, late checkpoints, SIGKILL and restart, SIGTERM, config errors
+//! and the demo are each one scenario. Waits poll with generous deadlines;
+//! nothing asserts on timing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use probewatch::store::{CheckpointStatus, Store};
+use serde_json::Value;
+
+#[path = "common/daemon.rs"]
+mod harness;
+use harness::{
+    Daemon, DumpSpec, Event, Scrape, exe, run_table, synthetic_dump, write_config, write_renamed,
+};
+
+const DEBUG: [(&str, &str); 1] = [("RUST_LOG", "probewatch=debug")];
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// `dir/name`, created.
+fn folder(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p).expect("creating a run folder");
+    p
+}
+
+/// `probewatch probe FILE --json`, parsed.
+fn probe_json(file: &Path) -> Value {
+    let out = Command::new(exe())
+        .args(["probe", file.to_str().expect("UTF-8 path"), "--json"])
+        .output()
+        .expect("running probewatch probe");
+    assert!(
+        out.status.success(),
+        "probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("probe --json prints JSON")
+}
+
+/// A small, fast dump: 300 points, 16 dimensions, 5 separable labels, 3
+/// layers, task `small`; moved a little per step.
+fn small_dump(step: u64) -> DumpSpec {
+    use probewatch::synth::{Rng, Variant, generate};
+    let base = generate(240, 60, 16, 5, Variant::Separable, 7);
+    let layers = (0..3)
+        .map(|l| {
+            let mut rng = Rng::new(step * 10 + l + 1);
+            base.data
+                .iter()
+                .map(|&x| (f64::from(x) * (1.0 + 0.5 * l as f64) + 0.1 * rng.normal()) as f32)
+                .collect()
+        })
+        .collect();
+    DumpSpec {
+        layers,
+        dim: 16,
+        labels: base.labels.iter().map(|&l| i64::from(l)).collect(),
+        split: base.split,
+        label_names: ["A", "B", "C", "D", "E"].map(String::from).to_vec(),
+        task: "small".to_owned(),
+        step,
+    }
+}
+
+/// The bigger dump whose analysis takes a few seconds (2,000 points × 32
+/// dimensions, 6 labels in confusable pairs, 2 layers).
+fn slow_dump(step: u64) -> DumpSpec {
+    synthetic_dump(2000, 32, 6, 2, step)
+}
+
+/// Every checkpoint row of `run` in the store at `db`, after checking the
+/// store's integrity. The daemon must be stopped.
+fn stored_rows(db: &Path, run: &str) -> Vec<probewatch::store::CheckpointRow> {
+    let store = Store::open(db).expect("the store opens");
+    store
+        .check_integrity()
+        .expect("the store passes its integrity check");
+    let id = store
+        .run_id(run)
+        .expect("store readable")
+        .unwrap_or_else(|| panic!("run {run} is in the store"));
+    store.checkpoints(id).expect("checkpoints readable")
+}
+
+/// Appends `bytes` to the file at `path`.
+fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("reopening");
+    f.write_all(bytes).expect("writing the rest");
+}
+
+/// Matches the log event `msg` about the file `path`.
+fn is(msg: &'static str, path: &Path) -> impl Fn(&Event) -> bool {
+    let path = path.display().to_string();
+    move |e| e.message == msg && e.field("path") == path
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()) + 1e-12
+}
+
+/// After three checkpoints the exported values are the ones
+/// `probewatch probe --json` computes for the newest file, and the
+/// baseline series are those of the first file; a restarted daemon serves
+/// the same values from its store.
+#[test]
+fn exported_values_equal_probe_json() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(dir.path(), &run_table("values", &run, ""));
+    let d = Daemon::watch(&cfg, &[]);
+    for step in [0, 100, 200] {
+        probewatch::demo::write_checkpoint(&run, step).expect("writing a demo checkpoint");
+    }
+    let r = [("run", "values")];
+    let s = d.wait_metrics("step 200 after 3 analyses", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(200.0)
+            && s.counter("probewatch_checkpoints_analyzed_total", &r) == 3.0
+    });
+    assert!(
+        s.failures("values").is_empty(),
+        "{:?}",
+        s.failures("values")
+    );
+    let now = probe_json(&run.join("step-200.safetensors"));
+    let base = probe_json(&run.join("step-0.safetensors"));
+    assert_eq!(now["step"], 200);
+    let task = now["task"].as_str().expect("task name");
+    let labels: Vec<&str> = now["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|l| l.as_str().expect("label name"))
+        .collect();
+    let layers = now["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), probewatch::demo::LAYERS);
+    let mut compared = 0;
+    for (l, b) in layers
+        .iter()
+        .zip(base["layers"].as_array().expect("layers"))
+    {
+        let layer = l["layer"].to_string();
+        let at = [("run", "values"), ("task", task), ("layer", layer.as_str())];
+        assert_eq!(
+            s.value("probewatch_clusters", &at),
+            l["clusters"].as_f64().unwrap(),
+            "clusters, layer {layer}"
+        );
+        assert_eq!(
+            s.value("probewatch_labels", &at),
+            l["labels_present"].as_f64().unwrap()
+        );
+        assert!(close(
+            s.value("probewatch_layer_scale", &at),
+            l["scale"].as_f64().unwrap(),
+            1e-12
+        ));
+        let acc = [&at[..], &[("split", "test")]].concat();
+        assert_eq!(
+            s.value("probewatch_probe_accuracy", &acc),
+            l["accuracy"]["test"].as_f64().unwrap(),
+            "test accuracy, layer {layer}"
+        );
+        for (k, name) in labels.iter().enumerate() {
+            let al = [&at[..], &[("label", *name)]].concat();
+            let what = format!("layer {layer} label {name}");
+            assert_eq!(
+                s.value("probewatch_label_clusters", &al),
+                l["clusters_per_label"][k].as_f64().unwrap(),
+                "{what}"
+            );
+            let (Some(d), Some(dn)) = (
+                l["min_label_distance"][k].as_f64(),
+                l["min_label_distance_normalized"][k].as_f64(),
+            ) else {
+                assert_eq!(s.get("probewatch_label_min_distance", &al), None, "{what}");
+                continue;
+            };
+            let md = s.value("probewatch_label_min_distance", &al);
+            let mdn = s.value("probewatch_label_min_distance_normalized", &al);
+            assert!(close(md, d, 2e-4), "{what}: {md} vs {d}");
+            assert!(close(mdn, dn, 2e-4), "{what}: {mdn} vs {dn}");
+            let bd = b["min_label_distance"][k]
+                .as_f64()
+                .expect("baseline distance");
+            let bdn = b["min_label_distance_normalized"][k]
+                .as_f64()
+                .expect("baseline distance");
+            let mb = s.value("probewatch_label_min_distance_baseline", &al);
+            assert!(close(mb, bd, 2e-4), "{what}: baseline {mb} vs {bd}");
+            let ratio = s.value("probewatch_label_min_distance_change_ratio", &al);
+            let want = dn / bdn - 1.0;
+            assert!(
+                (ratio - want).abs() <= 5e-4 * (dn / bdn),
+                "{what}: change ratio {ratio} vs {want}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= labels.len() * layers.len() / 2, "{compared}");
+    // The top layer's NOUN shrinks towards PROPN in the demo run.
+    let noun = [("run", "values"), ("layer", "3"), ("label", "NOUN")];
+    assert!(s.value("probewatch_label_min_distance_change_ratio", &noun) < 0.0);
+
+    // A restart serves the same values from the store before analysing
+    // anything (centroids are stored as f32, so the centroid movement is
+    // recomputed to within f32 rounding).
+    let before = s.checkpoint_series("values");
+    assert!(before.len() > 100, "{before:?}");
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let d = Daemon::watch(&cfg, &[]);
+    let after = d.scrape().checkpoint_series("values");
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the restarted daemon serves other series"
+    );
+    for (k, v) in &before {
+        let w = after[k];
+        if k.starts_with("probewatch_centroid_movement") {
+            assert!((v - w).abs() <= 1e-4 * v.abs() + 1e-5, "{k}: {v} then {w}");
+        } else {
+            assert_eq!(*v, w, "{k}");
+        }
+    }
+}
+
+/// A dump written slowly in pieces is analysed once, only when
+/// complete; one written to a hidden temporary name and renamed is
+/// analysed; a writer pausing longer than the stability window looks like a
+/// truncated file until it finishes.
+#[test]
+fn checkpoints_written_like_a_job_does() {
+    let dir = tempdir();
+    let patient = folder(dir.path(), "patient");
+    let hasty = folder(dir.path(), "hasty");
+    let cfg = write_config(
+        dir.path(),
+        &[
+            run_table("patient", &patient, "stable_scans = 15"),
+            run_table("hasty", &hasty, "stable_scans = 2"),
+        ]
+        .concat(),
+    );
+    let d = Daemon::watch(&cfg, &DEBUG);
+
+    // Half a file, a pause of four scans (shorter than the 15-scan window),
+    // the rest: the partial file is never queued, the complete one once.
+    let bytes = small_dump(100).bytes();
+    let slow = patient.join("slow-100.safetensors");
+    let half = bytes.len() / 2;
+    std::fs::write(&slow, &bytes[..half]).expect("writing half");
+    let mark = d.lines().len();
+    std::thread::sleep(Duration::from_millis(800));
+    append(&slow, &bytes[half..]);
+    let events_during_pause: Vec<Event> = d
+        .events()
+        .iter()
+        .filter(|e| e.field("path") == slow.display().to_string())
+        .cloned()
+        .collect();
+    assert!(
+        events_during_pause.is_empty(),
+        "the partial file was acted on: {events_during_pause:?}"
+    );
+    d.wait_event(
+        mark,
+        "the slow file analysed",
+        is("checkpoint analysed", &slow),
+    );
+
+    // Hidden temporary name, then a rename.
+    let renamed = write_renamed(
+        &patient,
+        "renamed-200.safetensors",
+        &small_dump(200).bytes(),
+    );
+    d.wait_event(
+        mark,
+        "the renamed file analysed",
+        is("checkpoint analysed", &renamed),
+    );
+
+    // A pause longer than stable_scans × interval: the partial file is
+    // stable and fails the length check, so it is reported invalid once
+    // (kind "format"); once complete it is analysed, once.
+    let stalled = hasty.join("stalled-100.safetensors");
+    std::fs::write(&stalled, &bytes[..half]).expect("writing half");
+    d.wait_event(
+        mark,
+        "the stalled file reported",
+        is("invalid checkpoint", &stalled),
+    );
+    append(&stalled, &bytes[half..]);
+    d.wait_event(
+        mark,
+        "the stalled file analysed",
+        is("checkpoint analysed", &stalled),
+    );
+
+    let p = [("run", "patient")];
+    let s = d.wait_metrics("patient's two analyses", |s| {
+        s.counter("probewatch_checkpoints_analyzed_total", &p) == 2.0
+    });
+    assert_eq!(s.value("probewatch_checkpoint_step", &p), 200.0);
+    assert!(
+        s.failures("patient").is_empty(),
+        "{:?}",
+        s.failures("patient")
+    );
+    let h = [("run", "hasty")];
+    assert_eq!(s.value("probewatch_checkpoints_analyzed_total", &h), 1.0);
+    assert_eq!(
+        s.failures("hasty"),
+        [("format".to_owned(), 1.0)].into_iter().collect()
+    );
+    let analysed = |path: &Path| {
+        d.events()
+            .iter()
+            .filter(|e| is("analysing", path)(e))
+            .count()
+    };
+    assert_eq!(analysed(&slow), 1);
+    assert_eq!(analysed(&renamed), 1);
+    assert_eq!(analysed(&stalled), 1);
+    // Nothing about the hidden temporary name.
+    assert!(
+        !d.lines().iter().any(|l| l.contains(".tmp-renamed")),
+        "the temporary file was looked at"
+    );
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let rows = stored_rows(&dir.path().join("store.sqlite"), "patient");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.status == CheckpointStatus::Done));
+}
+
+/// Bad files are counted by kind and logged by name, a checkpoint
+/// deleted while it waits is dropped, and the daemon keeps analysing good
+/// checkpoints and answering.
+#[test]
+fn bad_files_are_counted_and_the_daemon_keeps_going() {
+    let dir = tempdir();
+    let bad = folder(dir.path(), "bad");
+    let gone = folder(dir.path(), "gone");
+    let cfg = write_config(
+        dir.path(),
+        &[run_table("bad", &bad, ""), run_table("gone", &gone, "")].concat(),
+    );
+    let d = Daemon::watch(&cfg, &DEBUG);
+
+    // Stable but truncated.
+    let good = small_dump(10).bytes();
+    let truncated = bad.join("truncated-10.safetensors");
+    std::fs::write(&truncated, &good[..good.len() * 3 / 5]).expect("writing");
+    // Garbage: the first eight bytes claim a huge header.
+    let garbage = bad.join("garbage-20.safetensors");
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&garbage, &noise).expect("writing");
+    // A layer of NaN.
+    let mut nan = small_dump(30);
+    nan.layers[1].iter_mut().for_each(|v| *v = f32::NAN);
+    let nan = write_renamed(&bad, "nan-30.safetensors", &nan.bytes());
+    // A label index beyond the label names.
+    let mut unknown = small_dump(40);
+    unknown.labels[7] = unknown.label_names.len() as i64;
+    let unknown = write_renamed(&bad, "unknown-label-40.safetensors", &unknown.bytes());
+
+    let b = [("run", "bad")];
+    let want: BTreeMap<String, f64> = [("format", 2.0), ("non_finite", 1.0), ("labels", 1.0)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    d.wait_metrics("four failures of run bad", |s| {
+        s.failures("bad").into_iter().collect::<BTreeMap<_, _>>() == want
+    });
+    for (path, message) in [
+        (&truncated, "invalid checkpoint"),
+        (&garbage, "invalid checkpoint"),
+        (&nan, "checkpoint failed"),
+        (&unknown, "checkpoint failed"),
+    ] {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let events = d.events();
+        let e = events
+            .iter()
+            .find(|e| is(message, path)(e))
+            .unwrap_or_else(|| panic!("no '{message}' line naming {name}"));
+        assert_eq!(e.level, "WARN", "{}", e.raw);
+        let why = format!("{} {}", e.field("reason"), e.field("error"));
+        assert!(!why.trim().is_empty(), "{}", e.raw);
+        if message == "checkpoint failed" {
+            // The error message itself names the file too.
+            assert!(why.contains(name), "{}", e.raw);
+        }
+    }
+    let kind_of = |path: &Path| {
+        d.events()
+            .into_iter()
+            .find(|e| is("checkpoint failed", path)(e))
+            .map(|e| e.field("kind").to_owned())
+    };
+    assert_eq!(kind_of(&nan).as_deref(), Some("non_finite"));
+    assert_eq!(kind_of(&unknown).as_deref(), Some("labels"));
+
+    // Deleted while queued behind a long analysis: dropped from the queue
+    // (counted as skipped, not failed), never analysed. Should the long
+    // analysis end first on a fast machine, the victim's analysis fails to
+    // open it (kind "io") instead.
+    let busy = write_renamed(&gone, "busy-0.safetensors", &slow_dump(0).bytes());
+    let (i, _) = d.wait_event(0, "the busy checkpoint analysing", is("analysing", &busy));
+    let victim = write_renamed(&gone, "victim-100.safetensors", &slow_dump(100).bytes());
+    d.wait_event(
+        i,
+        "the victim queued",
+        is("checkpoint complete; queued", &victim),
+    );
+    std::fs::remove_file(&victim).expect("deleting the victim");
+    let (_, outcome) = d.wait_event(i, "the victim dropped or failed", |e| {
+        is("queued checkpoint removed before analysis", &victim)(e)
+            || is("checkpoint failed", &victim)(e)
+    });
+    let dropped = outcome.message.starts_with("queued");
+    if !dropped {
+        assert_eq!(outcome.field("kind"), "io", "{}", outcome.raw);
+    }
+    let (i, _) = d.wait_event(i, "the busy one analysed", is("checkpoint analysed", &busy));
+
+    // Deleted as its analysis starts: the dump reader holds the file open,
+    // so it is either analysed (opened first) or fails with kind "io".
+    let doomed = write_renamed(&gone, "doomed-200.safetensors", &slow_dump(200).bytes());
+    d.wait_event(i, "the doomed one analysing", is("analysing", &doomed));
+    std::fs::remove_file(&doomed).expect("deleting");
+    let (_, fate) = d.wait_event(i, "the doomed one's outcome", |e| {
+        is("checkpoint analysed", &doomed)(e) || is("checkpoint failed", &doomed)(e)
+    });
+    let doomed_done = fate.message == "checkpoint analysed";
+    if !doomed_done {
+        assert_eq!(fate.field("kind"), "io", "{}", fate.raw);
+    }
+
+    eprintln!("victim dropped from the queue: {dropped}; doomed analysed: {doomed_done}");
+
+    // A good checkpoint afterwards is analysed and exported.
+    let fine = write_renamed(&bad, "fine-100.safetensors", &small_dump(100).bytes());
+    d.wait_event(
+        0,
+        "the good file analysed",
+        is("checkpoint analysed", &fine),
+    );
+    let s = d.scrape();
+    assert_eq!(s.value("probewatch_checkpoint_step", &b), 100.0);
+    assert_eq!(s.value("probewatch_checkpoints_analyzed_total", &b), 1.0);
+    let at = [("run", "bad"), ("task", "small"), ("layer", "2")];
+    assert!(s.get("probewatch_clusters", &at).is_some(), "{}", s.text);
+    assert!(
+        s.get(
+            "probewatch_label_min_distance",
+            &[&at[..], &[("label", "C")]].concat()
+        )
+        .is_some()
+    );
+    let g = [("run", "gone")];
+    let (analysed, step) = if doomed_done {
+        (2.0, 200.0)
+    } else {
+        (1.0, 0.0)
+    };
+    assert_eq!(
+        s.value("probewatch_checkpoints_analyzed_total", &g),
+        analysed
+    );
+    assert_eq!(s.value("probewatch_checkpoint_step", &g), step);
+    let mut io = 0.0;
+    if dropped {
+        assert_eq!(s.value("probewatch_checkpoints_skipped_total", &g), 1.0);
+    } else {
+        io += 1.0;
+    }
+    if !doomed_done {
+        io += 1.0;
+    }
+    let want_gone: BTreeMap<String, f64> = (io > 0.0)
+        .then(|| ("io".to_owned(), io))
+        .into_iter()
+        .collect();
+    assert_eq!(
+        s.failures("gone").into_iter().collect::<BTreeMap<_, _>>(),
+        want_gone
+    );
+    assert!(
+        !d.events().iter().any(|e| is("analysing", &victim)(e)) || !dropped,
+        "the deleted checkpoint was analysed"
+    );
+
+    assert!(d.is_running(), "the daemon died");
+    assert_eq!(d.get("/healthz").0, 200);
+    assert_eq!(d.get("/readyz").0, 200);
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    // Analysis failures are history; invalid files were never analysed.
+    let rows = stored_rows(&dir.path().join("store.sqlite"), "bad");
+    let by_path: BTreeMap<PathBuf, (CheckpointStatus, Option<String>)> = rows
+        .into_iter()
+        .map(|r| (r.path, (r.status, r.error_kind)))
+        .collect();
+    assert_eq!(by_path.len(), 3, "{by_path:?}");
+    assert_eq!(by_path[&fine].0, CheckpointStatus::Done);
+    assert_eq!(by_path[&nan].1.as_deref(), Some("non_finite"));
+    assert_eq!(by_path[&unknown].1.as_deref(), Some("labels"));
+}
+
+/// A checkpoint older than the newest one is analysed and stored
+/// but does not move the exported step or values.
+#[test]
+fn a_late_checkpoint_does_not_move_the_latest_values() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(dir.path(), &run_table("late", &run, ""));
+    let d = Daemon::watch(&cfg, &[]);
+    let r = [("run", "late")];
+    probewatch::demo::write_checkpoint(&run, 0).expect("writing");
+    probewatch::demo::write_checkpoint(&run, 200).expect("writing");
+    let before = d.wait_metrics("step 200 after two analyses", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(200.0)
+            && s.counter("probewatch_checkpoints_analyzed_total", &r) == 2.0
+    });
+    let late = probewatch::demo::write_checkpoint(&run, 100).expect("writing");
+    let after = d.wait_metrics("the late checkpoint analysed", |s| {
+        s.counter("probewatch_checkpoints_analyzed_total", &r) == 3.0
+    });
+    assert_eq!(after.value("probewatch_checkpoint_step", &r), 200.0);
+    let noun = [("run", "late"), ("layer", "3"), ("label", "NOUN")];
+    for name in [
+        "probewatch_label_min_distance",
+        "probewatch_label_min_distance_change_ratio",
+        "probewatch_checkpoint_timestamp_seconds",
+    ] {
+        let at: &[(&str, &str)] = if name.contains("timestamp") {
+            &r
+        } else {
+            &noun
+        };
+        assert_eq!(before.value(name, at), after.value(name, at), "{name}");
+    }
+    d.wait_event(0, "the late-checkpoint line", |e| {
+        e.message.starts_with("late checkpoint") && e.field("step") == "100"
+    });
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let rows = stored_rows(&dir.path().join("store.sqlite"), "late");
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    assert_eq!(steps, [0, 100, 200]);
+    assert!(rows.iter().any(|r| r.path == late));
+}
+
+/// When to SIGKILL the daemon in one round of the kill test.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// When it starts analysing, after it analysed one checkpoint.
+    SecondAnalysisStarts,
+    /// This long after it starts analysing.
+    IntoTheFirstAnalysis(Duration),
+    /// Right after its first "checkpoint analysed" line.
+    FirstAnalysed,
+}
+
+/// SIGKILL at several moments and restart: the stored values are
+/// served at once, and in the end every checkpoint was analysed exactly
+/// once and the store is intact.
+#[test]
+fn kill_9_and_restart() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(dir.path(), &run_table("crash", &run, ""));
+    let db = dir.path().join("store.sqlite");
+    let steps = [0u64, 100, 200, 300];
+    let paths: Vec<PathBuf> = steps
+        .iter()
+        .map(|&s| {
+            write_renamed(
+                &run,
+                &format!("ckpt-{s}.safetensors"),
+                &slow_dump(s).bytes(),
+            )
+        })
+        .collect();
+    let r = [("run", "crash")];
+    let rounds = [
+        KillAt::SecondAnalysisStarts,
+        KillAt::IntoTheFirstAnalysis(Duration::from_millis(700)),
+        KillAt::FirstAnalysed,
+        KillAt::IntoTheFirstAnalysis(Duration::from_millis(50)),
+    ];
+    let mut latest_stored: Option<u64> = None;
+    let mut last: Option<Daemon> = None;
+    for (round, at) in rounds.iter().enumerate() {
+        let d = Daemon::watch(&cfg, &DEBUG);
+        // (a) The stored values are back before any new analysis finished.
+        let first = d.scrape();
+        assert_eq!(
+            first.counter("probewatch_checkpoints_analyzed_total", &r),
+            0.0,
+            "round {round}: an analysis finished before the first scrape"
+        );
+        assert_eq!(
+            first.get("probewatch_checkpoint_step", &r),
+            latest_stored.map(|s| s as f64),
+            "round {round}: first scrape after a restart\n{}",
+            first.text
+        );
+        if latest_stored == Some(steps[steps.len() - 1]) {
+            last = Some(d);
+            break;
+        }
+        match at {
+            KillAt::SecondAnalysisStarts => {
+                let (i, _) = d.wait_event(0, "a checkpoint analysed", |e| {
+                    e.message == "checkpoint analysed"
+                });
+                d.wait_event(i, "the next analysis", |e| e.message == "analysing");
+            }
+            KillAt::IntoTheFirstAnalysis(t) => {
+                d.wait_event(0, "an analysis", |e| e.message == "analysing");
+                std::thread::sleep(*t);
+            }
+            KillAt::FirstAnalysed => {
+                d.wait_event(0, "a checkpoint analysed", |e| {
+                    e.message == "checkpoint analysed"
+                });
+            }
+        }
+        d.kill9();
+        let rows = stored_rows(&db, "crash");
+        latest_stored = rows
+            .iter()
+            .filter(|r| r.status == CheckpointStatus::Done)
+            .map(|r| r.step)
+            .max();
+        if round == 0 {
+            assert!(latest_stored.is_some(), "round 0 ends after one analysis");
+        }
+    }
+    // (b) A last start finishes the rest; then a clean stop.
+    let d = last.unwrap_or_else(|| Daemon::watch(&cfg, &DEBUG));
+    d.wait_metrics("the newest checkpoint", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(300.0)
+    });
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let rows = stored_rows(&db, "crash");
+    for p in &paths {
+        let mine: Vec<_> = rows.iter().filter(|r| &r.path == p).collect();
+        assert_eq!(mine.len(), 1, "{}: {mine:?}", p.display());
+        assert_eq!(mine[0].status, CheckpointStatus::Done, "{mine:?}");
+    }
+    assert_eq!(rows.len(), paths.len());
+    let store = Store::open(&db).expect("store");
+    let id = store.run_id("crash").unwrap().unwrap();
+    assert_eq!(store.baseline(id).unwrap().map(|b| b.step), Some(0));
+    for row in &rows {
+        assert_eq!(store.layers(row.id).unwrap().len(), 2, "step {}", row.step);
+    }
+}
+
+/// A SIGKILL between recording the baseline checkpoint and marking it as
+/// the baseline (two transactions) leaves a store with the checkpoint but
+/// no baseline: the restarted daemon adopts the configured one again
+/// instead of making the next checkpoint the baseline. The crash's state is
+/// made by deleting the mark (the window is too short to hit with a kill).
+#[test]
+fn an_unmarked_baseline_is_adopted_after_a_crash() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(dir.path(), &run_table("base", &run, ""));
+    let db = dir.path().join("store.sqlite");
+    let r = [("run", "base")];
+    let at = [("run", "base"), ("layer", "2"), ("label", "B")];
+    let d = Daemon::watch(&cfg, &[]);
+    write_renamed(&run, "ckpt-0.safetensors", &small_dump(0).bytes());
+    let first = d.wait_metrics("step 0", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(0.0)
+    });
+    let base = first.value("probewatch_label_min_distance", &at);
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let conn = rusqlite::Connection::open(&db).expect("the store opens");
+    assert_eq!(conn.execute("DELETE FROM baseline", []).expect("delete"), 1);
+    drop(conn);
+
+    let d = Daemon::watch(&cfg, &[]);
+    write_renamed(&run, "ckpt-100.safetensors", &small_dump(100).bytes());
+    let s = d.wait_metrics("step 100", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(100.0)
+    });
+    assert_eq!(s.value("probewatch_label_min_distance_baseline", &at), base);
+    assert_ne!(s.value("probewatch_label_min_distance", &at), base);
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let store = Store::open(&db).expect("the store opens");
+    let id = store.run_id("base").unwrap().unwrap();
+    assert_eq!(store.baseline(id).unwrap().map(|b| b.step), Some(0));
+}
+
+/// SIGTERM while a checkpoint is analysed: the daemon finishes it,
+/// exits with status 0, and leaves an intact store.
+#[test]
+fn sigterm_finishes_the_analysis_and_exits_cleanly() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(dir.path(), &run_table("term", &run, ""));
+    let d = Daemon::watch(&cfg, &DEBUG);
+    let first = write_renamed(&run, "ckpt-0.safetensors", &slow_dump(0).bytes());
+    let second = write_renamed(&run, "ckpt-100.safetensors", &slow_dump(100).bytes());
+    let (i, _) = d.wait_event(0, "the first analysed", is("checkpoint analysed", &first));
+    d.wait_event(i, "the second analysing", is("analysing", &second));
+    d.signal("TERM");
+    let status = d.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+    let events = d.events();
+    let said = |m: &str| events.iter().any(|e| e.message == m);
+    assert!(said("SIGTERM received"));
+    assert!(said("finishing the checkpoint being analysed"));
+    assert!(said("stopped"));
+    let rows = stored_rows(&dir.path().join("store.sqlite"), "term");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.status == CheckpointStatus::Done));
+}
+
+/// An unknown key stops the daemon with the file and line named;
+/// `check-config` accepts the example and lists its runs.
+#[test]
+fn config_errors_name_the_file_and_line() {
+    let dir = tempdir();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "listen = \"127.0.0.1:0\"\n\n[[run]]\nname = \"x\"\nfolder = \"runs/x\"\ncolour = \"blue\"\n",
+    )
+    .expect("writing");
+    let out = Command::new(exe())
+        .args(["watch", "--config", bad.to_str().unwrap()])
+        .output()
+        .expect("running probewatch");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:6:", bad.display())), "{err}");
+    assert!(err.contains("colour"), "{err}");
+    assert!(!dir.path().join("probewatch.sqlite").exists());
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/probewatch.example.toml");
+    let out = Command::new(exe())
+        .args(["check-config", example.to_str().unwrap()])
+        .output()
+        .expect("running probewatch");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let toml: toml::Table = std::fs::read_to_string(&example)
+        .expect("example readable")
+        .parse()
+        .expect("example is TOML");
+    let runs = toml["run"].as_array().expect("[[run]] tables");
+    assert!(!runs.is_empty());
+    for run in runs {
+        let name = run["name"].as_str().expect("run name");
+        assert!(
+            text.contains(name),
+            "check-config does not mention {name}:\n{text}"
+        );
+    }
+}
+
+/// `probewatch demo` serves a run whose step increases and whose
+/// NOUN distance shrinks at the top layer; SIGINT stops it cleanly.
+#[test]
+fn demo_smoke() {
+    let dir = tempdir();
+    let mut d = Daemon::spawn(
+        &[
+            "demo",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--interval-seconds",
+            "0.3",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    d.wait_serving();
+    let r = [("run", "demo")];
+    let noun = [("run", "demo"), ("layer", "3"), ("label", "NOUN")];
+    let mut seen = Vec::new();
+    let s: Scrape = d.wait_metrics("NOUN shrinking after a few checkpoints", |s| {
+        if let Some(step) = s.get("probewatch_checkpoint_step", &r) {
+            if seen.last() != Some(&step) {
+                seen.push(step);
+            }
+        }
+        seen.len() >= 3
+            && s.get("probewatch_label_min_distance_change_ratio", &noun)
+                .is_some_and(|x| x < 0.0)
+    });
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "steps {seen:?}");
+    assert!(s.value("probewatch_checkpoint_step", &r) >= 200.0);
+    d.signal("INT");
+    let status = d.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(dir.path().join("run/step-0.safetensors").exists());
+}
