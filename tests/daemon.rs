@@ -625,6 +625,15 @@ fn kill_9_and_restart() {
             "round {round}: first scrape after a restart\n{}",
             first.text
         );
+        if latest_stored.is_some() {
+            // Its per-layer values too, not only the step.
+            assert_eq!(
+                first.samples("probewatch_clusters", &r).len(),
+                2,
+                "round {round}: no per-layer values after a restart\n{}",
+                first.text
+            );
+        }
         if latest_stored == Some(steps[steps.len() - 1]) {
             last = Some(d);
             break;
