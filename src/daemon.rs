@@ -601,22 +601,16 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
                 seconds,
                 task_meta_json: Some(&meta),
                 layers: &records,
+                baseline: is_baseline,
             };
             match store.record_checkpoint(run, &rec) {
-                Ok(id) => {
-                    if is_baseline {
-                        if let Err(e) = store.set_baseline(run, id) {
-                            error!(run = %cfg.name, error = %e, "cannot set the baseline");
-                        }
-                    }
-                    Ok(Analysed {
-                        layers: Arc::new(layers),
-                        baseline_cmp,
-                        previous_cmp,
-                        checkpoint_id: id,
-                        is_baseline,
-                    })
-                }
+                Ok(id) => Ok(Analysed {
+                    layers: Arc::new(layers),
+                    baseline_cmp,
+                    previous_cmp,
+                    checkpoint_id: id,
+                    is_baseline,
+                }),
                 Err(e) => Err(Failure {
                     kind: "store",
                     message: e.to_string(),
@@ -637,6 +631,7 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
                 seconds,
                 task_meta_json: None,
                 layers: &[],
+                baseline: false,
             };
             if let Err(e) = store.record_checkpoint(run, &rec) {
                 warn!(run = %cfg.name, error = %e, "cannot record the failure");

@@ -5,7 +5,7 @@
 //! writer that saves them the way a training job does (a hidden temporary
 //! file, then a rename into place).
 //!
-//! [`dump_bytes`] is pure (same step, same bytes); [`write_checkpoint`] does
+//! [`dump_bytes`] is pure (same step, same tensors and metadata); [`write_checkpoint`] does
 //! the file I/O. Nothing here analyses or serves anything.
 
 use std::io::Write;
@@ -171,10 +171,33 @@ mod tests {
     use crate::analysis::{AnalysisOptions, analyse_dump};
     use crate::source::dump::ActivationDump;
 
+    /// Tensors and metadata of a dump (the header's key order is not fixed:
+    /// the metadata is a hash map).
+    type Contents = (Vec<(String, Vec<u8>)>, Vec<(String, String)>);
+
+    fn contents(bytes: &[u8]) -> Contents {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+        let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+        let mut tensors: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.data().to_vec()))
+            .collect();
+        tensors.sort();
+        let mut m: Vec<(String, String)> = meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        m.sort();
+        (tensors, m)
+    }
+
     #[test]
-    fn same_step_same_bytes() {
-        assert_eq!(dump_bytes(300), dump_bytes(300));
-        assert_ne!(dump_bytes(300), dump_bytes(400));
+    fn same_step_same_contents() {
+        assert_eq!(contents(&dump_bytes(300)), contents(&dump_bytes(300)));
+        assert_ne!(contents(&dump_bytes(300)), contents(&dump_bytes(400)));
     }
 
     #[test]

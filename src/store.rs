@@ -371,6 +371,9 @@ pub struct NewCheckpoint<'a> {
     pub task_meta_json: Option<&'a str>,
     /// The per-(task, layer) rows, written in the same transaction.
     pub layers: &'a [LayerRecord],
+    /// Make this (Done) checkpoint the run's baseline, in the same
+    /// transaction (ignored for failures).
+    pub baseline: bool,
 }
 
 /// A recorded checkpoint, as read back.
@@ -805,6 +808,14 @@ impl Store {
                 ))?;
             }
         }
+        if c.baseline && c.status == CheckpointStatus::Done {
+            tx.execute(
+                "INSERT INTO baseline (run, checkpoint) VALUES (?1, ?2) \
+                 ON CONFLICT (run) DO UPDATE SET checkpoint = excluded.checkpoint",
+                [run, id],
+            )
+            .map_err(sql_err(db, what("marking the baseline")))?;
+        }
         tx.commit().map_err(sql_err(db, what("committing")))?;
         if !replaced.is_empty() {
             tracing::info!(
@@ -1166,7 +1177,30 @@ mod tests {
             seconds: 3.25,
             task_meta_json: Some(r#"{"upos":{"labels":["NOUN","VERB"]}}"#),
             layers,
+            baseline: false,
         }
+    }
+
+    #[test]
+    fn a_checkpoint_can_become_the_baseline_in_its_own_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("b.sqlite")).unwrap();
+        let run = store.upsert_run("r", dir.path(), "{}").unwrap();
+        let p0 = dir.path().join("step-0.safetensors");
+        let c = NewCheckpoint {
+            baseline: true,
+            ..done(0, &p0, 1, &[])
+        };
+        let id = store.record_checkpoint(run, &c).unwrap();
+        assert_eq!(store.baseline(run).unwrap().map(|r| r.id), Some(id));
+        // A failure never becomes the baseline.
+        let p1 = dir.path().join("step-1.safetensors");
+        let f = NewCheckpoint {
+            baseline: true,
+            ..failed(1, &p1, 2, Some("format"))
+        };
+        store.record_checkpoint(run, &f).unwrap();
+        assert_eq!(store.baseline(run).unwrap().map(|r| r.id), Some(id));
     }
 
     fn failed<'a>(
@@ -1181,6 +1215,7 @@ mod tests {
             error: Some("model.safetensors: truncated"),
             task_meta_json: None,
             layers: &[],
+            baseline: false,
             ..done(step, path, mtime_ns, &[])
         }
     }
@@ -1267,6 +1302,7 @@ mod tests {
             seconds: 42.864_197_532,
             task_meta_json: Some(r#"{"upos":{"labels":["NOUN","VERB"],"dim":4}}"#),
             layers: &layers,
+            baseline: false,
         };
         let id = store.record_checkpoint(run, &c).unwrap();
         let fpath = dir.path().join("checkpoint-600");
