@@ -35,7 +35,8 @@ pub const CHECKPOINTS: u64 = 21;
 /// Every item keeps its own noise across steps (seeded by the item), so
 /// items move smoothly. Label means spread out by up to 60 % over the run,
 /// more in higher layers; `NOUN` and `PROPN` move towards their midpoint
-/// until they are 85 % closer at the last step.
+/// (more in higher layers) until, at the last step, their means coincide in
+/// the top layer and their hulls intersect.
 pub fn dump_bytes(step: u64) -> Vec<u8> {
     let n = N_TRAIN + N_TEST;
     let k = LABELS.len();
@@ -67,7 +68,7 @@ pub fn dump_bytes(step: u64) -> Vec<u8> {
     for layer in 0..LAYERS {
         let depth = layer as f64 / (LAYERS - 1) as f64;
         let spread = 1.0 + 0.6 * t * (0.3 + 0.7 * depth);
-        let pull = 0.85 * t * (0.3 + 0.7 * depth);
+        let pull = t * (0.3 + 0.7 * depth);
         let mid: Vec<f64> = means[0]
             .iter()
             .zip(&means[1])

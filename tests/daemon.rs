@@ -839,3 +839,95 @@ fn demo_smoke() {
     assert!(status.success(), "exit status {status:?}");
     assert!(dir.path().join("run/step-0.safetensors").exists());
 }
+
+/// `queue = "newest"`: while one slow analysis runs, several checkpoints
+/// arrive; after it only the newest waiting one is analysed, the others are
+/// counted as skipped, and the exported step is the newest.
+#[test]
+fn queue_newest_skips_the_older_waiting_checkpoints() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(dir.path(), &run_table("newest", &run, "queue = \"newest\""));
+    let d = Daemon::watch(&cfg, &DEBUG);
+    let r = [("run", "newest")];
+    let first = write_renamed(&run, "step-0.safetensors", &slow_dump(0).bytes());
+    d.wait_event(0, "the first analysis starts", is("analysing", &first));
+    for step in [10, 20, 30, 40] {
+        write_renamed(
+            &run,
+            &format!("step-{step}.safetensors"),
+            &slow_dump(step).bytes(),
+        );
+    }
+    let s = d.wait_metrics("step 40 exported", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(40.0)
+    });
+    let analysed = s.counter("probewatch_checkpoints_analyzed_total", &r);
+    let skipped = s.counter("probewatch_checkpoints_skipped_total", &r);
+    assert_eq!(
+        analysed + skipped,
+        5.0,
+        "every checkpoint analysed or counted"
+    );
+    assert!(
+        skipped >= 1.0,
+        "older waiting checkpoints skipped: {skipped}"
+    );
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let rows = stored_rows(&dir.path().join("store.sqlite"), "newest");
+    assert_eq!(rows.len() as f64, analysed);
+    assert_eq!(
+        rows.first().map(|r| r.step),
+        Some(0),
+        "the baseline is analysed"
+    );
+    assert_eq!(rows.last().map(|r| r.step), Some(40));
+}
+
+/// `mode = "frozen-partition"`: the baseline's clusters are kept for later
+/// checkpoints (the cluster count stays that of the baseline) and the stored
+/// reports say so.
+#[test]
+fn frozen_partition_mode_keeps_the_baseline_clusters() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(
+        dir.path(),
+        &run_table("frozen", &run, "mode = \"frozen-partition\""),
+    );
+    let d = Daemon::watch(&cfg, &[]);
+    let r = [("run", "frozen")];
+    probewatch::demo::write_checkpoint(&run, 0).expect("writing");
+    let base = d.wait_metrics("the baseline", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(0.0)
+    });
+    // At the last demo step NOUN and PROPN overlap in the top layer: exact
+    // re-clustering would split them; the frozen partition keeps 8 clusters.
+    probewatch::demo::write_checkpoint(&run, 2000).expect("writing");
+    let last = d.wait_metrics("the last step", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(2000.0)
+    });
+    let top = [("run", "frozen"), ("task", "pos"), ("layer", "3")];
+    assert_eq!(
+        base.value("probewatch_clusters", &top),
+        last.value("probewatch_clusters", &top)
+    );
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let store = Store::open(&dir.path().join("store.sqlite")).expect("store");
+    let id = store.run_id("frozen").unwrap().unwrap();
+    let rows = store.checkpoints(id).unwrap();
+    let last_layers = store.layers(rows[1].id).unwrap();
+    assert!(
+        last_layers
+            .iter()
+            .all(|l| l.report_json.contains("\"frozen_partition\":true"))
+    );
+    let exact = probe_json(&run.join("step-2000.safetensors"));
+    let exact_top = exact["layers"][3]["clusters"].as_f64().unwrap();
+    assert!(
+        exact_top > last.value("probewatch_clusters", &top),
+        "exact re-clustering splits the overlapping pair ({exact_top} clusters)"
+    );
+}
