@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use probewatch::analysis::{AnalysisOptions, TaskMemory, analyse_dump, analyse_dump_with};
 use probewatch::geometry::hull::{Gram, HullParams, PointSet, Query, hull_distance, rms_radius};
 use probewatch::geometry::measures::Partition;
-use probewatch::geometry::measures::{LayerInput, MeasureParams, measure_layer};
+use probewatch::geometry::measures::{MeasureParams, measure_layer};
 use probewatch::source::dump::ActivationDump;
 use probewatch::synth::{Variant, generate};
 
@@ -356,17 +356,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             let layer = generate(n, test, 768, 17, variant, 20_261_126);
             let names = vec!["train".to_string(), "test".to_string()];
             let t = Instant::now();
-            let r = measure_layer(
-                LayerInput {
-                    data: &layer.data,
-                    dim: layer.dim,
-                    labels: &layer.labels,
-                    n_labels: layer.n_labels,
-                    split: &layer.split,
-                    split_names: &names,
-                },
-                &MeasureParams::default(),
-            );
+            let r = measure_layer(layer.input(&names), &MeasureParams::default());
             let s = t.elapsed().as_secs_f64();
             (
                 s,

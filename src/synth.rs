@@ -39,6 +39,24 @@ pub struct SyntheticLayer {
     pub split: Vec<u8>,
 }
 
+impl SyntheticLayer {
+    /// The layer as the measures' input, with `split_names` (index 0 must be
+    /// `train`, 1 `test`).
+    pub fn input<'a>(
+        &'a self,
+        split_names: &'a [String],
+    ) -> crate::geometry::measures::LayerInput<'a> {
+        crate::geometry::measures::LayerInput {
+            data: &self.data,
+            dim: self.dim,
+            labels: &self.labels,
+            n_labels: self.n_labels,
+            split: &self.split,
+            split_names,
+        }
+    }
+}
+
 /// xoshiro256** seeded through splitmix64.
 #[derive(Clone, Debug)]
 pub struct Rng {

@@ -938,14 +938,7 @@ mod tests {
     fn solver_spaces_agree_on_a_synthetic_layer() {
         let l = crate::synth::generate(300, 60, 24, 5, crate::synth::Variant::Overlapping, 3);
         let names = vec!["train".to_string(), "test".to_string()];
-        let input = LayerInput {
-            data: &l.data,
-            dim: l.dim,
-            labels: &l.labels,
-            n_labels: l.n_labels,
-            split: &l.split,
-            split_names: &names,
-        };
+        let input = l.input(&names);
         let gram = measure_layer(input, &MeasureParams::default());
         let cluster_grams = measure_layer(
             input,
@@ -976,14 +969,7 @@ mod tests {
     fn an_unchanged_layer_reuses_its_report() {
         let layer = crate::synth::generate(300, 60, 16, 5, crate::synth::Variant::Separable, 3);
         let names = vec!["train".to_string(), "test".to_string()];
-        let input = LayerInput {
-            data: &layer.data,
-            dim: layer.dim,
-            labels: &layer.labels,
-            n_labels: layer.n_labels,
-            split: &layer.split,
-            split_names: &names,
-        };
+        let input = layer.input(&names);
         let params = MeasureParams::default();
         let (r1, m1) = measure_layer_with(input, &params, None, Partition::Recluster);
         assert!(!m1.reused);
