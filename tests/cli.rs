@@ -244,7 +244,8 @@ fn readme_commands_are_live() {
     // The first of the two set-up commands is the demo; CI smoke-runs it.
     assert_eq!(runs[0], "cargo run --release -- demo");
     assert!(
-        ci.contains("probewatch demo"),
+        ci.lines()
+            .any(|l| l.trim_start().starts_with("\"$bin\" demo")),
         ".ci/run must smoke-run the demo"
     );
     let test_cmd = readme

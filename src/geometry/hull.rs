@@ -397,9 +397,10 @@ impl Gram {
     }
 
     /// Computes the Gram matrix of all rows of `data` (`dim` columns),
-    /// centred at their mean. Rows are computed in parallel, each entry by
-    /// one fixed-order dot product, so the result is the same for any thread
-    /// count.
+    /// centred at their mean, in `f64`: fixed strips of 64 rows in parallel,
+    /// each strip one sequential blocked matrix product (faer), so the
+    /// result is the same for any thread count. The lower triangle is
+    /// computed and mirrored, so the matrix is exactly symmetric.
     pub fn new(data: &[f32], dim: usize) -> Gram {
         Gram::with_mean(data, dim).0
     }
@@ -416,17 +417,38 @@ impl Gram {
             }
         }
         mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-        let centred: Vec<f64> = data
-            .chunks_exact(dim)
-            .flat_map(|r| r.iter().zip(&mean).map(|(&v, m)| v as f64 - m))
+        let centred = faer::Mat::<f64>::from_fn(n, dim, |i, j| data[i * dim + j] as f64 - mean[j]);
+        // Row strips of the lower triangle, each one sequential matrix
+        // product (faer's blocked kernel): the strips are fixed by `n`, not
+        // by the thread count, so the result is too.
+        const STRIP: usize = 64;
+        let starts: Vec<usize> = (0..n).step_by(STRIP).collect();
+        let strips: Vec<faer::Mat<f64>> = starts
+            .par_iter()
+            .map(|&r0| {
+                let rows = STRIP.min(n - r0);
+                let cols = r0 + rows;
+                let mut out = faer::Mat::<f64>::zeros(rows, cols);
+                faer::linalg::matmul::matmul(
+                    out.as_mut(),
+                    faer::Accum::Replace,
+                    centred.as_ref().subrows(r0, rows),
+                    centred.as_ref().subrows(0, cols).transpose(),
+                    1.0,
+                    faer::Par::Seq,
+                );
+                out
+            })
             .collect();
         let mut k = vec![0.0f64; n * n];
-        k.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-            let ri = &centred[i * dim..(i + 1) * dim];
-            for (j, out) in row.iter_mut().enumerate().take(i + 1) {
-                *out = gram_dot(ri, &centred[j * dim..(j + 1) * dim]);
+        for (&r0, strip) in starts.iter().zip(&strips) {
+            for i in 0..strip.nrows() {
+                let row = r0 + i;
+                for j in 0..=row {
+                    k[row * n + j] = strip[(i, j)];
+                }
             }
-        });
+        }
         // Mirror the lower triangle.
         for i in 0..n {
             for j in i + 1..n {
@@ -455,23 +477,6 @@ impl Gram {
     fn at(&self, i: usize, j: usize) -> f64 {
         self.k[i * self.n + j]
     }
-}
-
-/// The Gram entries' dot product, dispatched to AVX2 like the solver.
-#[allow(unsafe_code)] // the AVX2 dispatch below
-fn gram_dot(x: &[f64], y: &[f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn dot_avx2(x: &[f64], y: &[f64]) -> f64 {
-            dot_xx(x, y)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the avx2 feature was detected on this CPU.
-            return unsafe { dot_avx2(x, y) };
-        }
-    }
-    dot_xx(x, y)
 }
 
 /// The RMS distance of `rows` of a row-major matrix to their mean: the
