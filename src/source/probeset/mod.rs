@@ -27,7 +27,7 @@
 
 pub mod conllu;
 pub mod jsonl;
-// pub mod tokens;
+pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
