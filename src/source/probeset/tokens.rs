@@ -304,7 +304,7 @@ pub fn plan_windows(
     starts.push(total);
     if total <= budget {
         return Ok(WindowPlan {
-            windows: vec![0..total],
+            windows: std::iter::once(0..total).collect(),
             owner: vec![0; total],
         });
     }
