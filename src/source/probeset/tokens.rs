@@ -104,6 +104,24 @@ pub enum TokenizeError {
         /// Content tokens per window.
         budget: usize,
     },
+    /// A word of a sentence has more tokens than fit in one window.
+    #[error(
+        "{path}:{line}: unit {unit} (a word, or a token of no word) has {tokens} tokens, more \
+         than the {budget} that fit in one window of max_tokens",
+        path = path.display()
+    )]
+    WordTooLong {
+        /// The probe-set file.
+        path: PathBuf,
+        /// The sentence's line.
+        line: usize,
+        /// 0-based index of the unit (see [`unit_lengths`]).
+        unit: usize,
+        /// Its number of tokens.
+        tokens: usize,
+        /// Content tokens per window.
+        budget: usize,
+    },
     /// A sentence item needs a leading special token and the tokenizer adds none.
     #[error(
         "{path}:{line}: sentence item with [CLS] pooling, but the tokenizer adds no leading \
@@ -500,7 +518,22 @@ impl ProbeTokenizer {
                 });
             };
             let overlap = self.options.overlap.unwrap_or(budget / 2);
-            let windows = plan_windows(&unit_lengths(&encoded.word_ids), budget, overlap)?;
+            let windows = plan_windows(&unit_lengths(&encoded.word_ids), budget, overlap).map_err(
+                |e| match e {
+                    TokenizeError::UnitTooLong {
+                        unit,
+                        tokens,
+                        budget,
+                    } => TokenizeError::WordTooLong {
+                        path: sentence.path.clone(),
+                        line: sentence.line,
+                        unit,
+                        tokens,
+                        budget,
+                    },
+                    other => other,
+                },
+            )?;
             let first_input = inputs.len();
             for w in &windows.windows {
                 let mut ids = encoded.prefix_ids.clone();

@@ -353,7 +353,11 @@ fn long_sentences_are_windowed_not_cut() {
         .plan(&set);
     assert!(matches!(
         e,
-        Err(TokenizeError::UnitTooLong { tokens: 3, .. })
+        Err(TokenizeError::WordTooLong {
+            tokens: 3,
+            line: 1,
+            ..
+        })
     ));
 }
 
