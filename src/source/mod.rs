@@ -3,3 +3,4 @@
 //! matrices, labels and splits.
 
 pub mod dump;
+pub mod encoder;
