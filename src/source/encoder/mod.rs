@@ -726,3 +726,299 @@ fn erf(x: f64) -> f64 {
     let erfc = t * poly.exp();
     if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::SafeTensors;
+    use safetensors::tensor::TensorView;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/encoder")
+            .join(name)
+    }
+
+    /// Copies a fixture model into a temp dir, renaming/dropping tensors with
+    /// `edit` (name → new name, or `None` to drop).
+    fn edited_copy(name: &str, edit: impl Fn(&str) -> Option<String>) -> tempfile::TempDir {
+        let src = fixture(name);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+        let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
+        for (n, v) in st.tensors() {
+            if let Some(new) = edit(&n) {
+                views.push((new, v));
+            }
+        }
+        safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
+        dir
+    }
+
+    fn ids() -> Vec<Vec<u32>> {
+        vec![
+            vec![5, 17, 99, 3],
+            vec![2, 40, 41, 42, 43, 44, 45, 46, 47],
+            vec![],
+            vec![7],
+            vec![8, 9, 10, 11, 12, 13],
+        ]
+    }
+
+    #[test]
+    fn erf_matches_known_values() {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.1, 0.112_462_916_018_284_9),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (3.5, 0.999_999_256_901_627_7),
+            (-1.0, -0.842_700_792_949_714_9),
+        ] {
+            assert!(
+                (erf(x) - want).abs() < 2e-7,
+                "erf({x}) = {} != {want}",
+                erf(x)
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_gamma_beta_names_give_the_same_states() {
+        let original = Encoder::load(&fixture("bert")).unwrap();
+        let legacy = edited_copy("bert", |n| {
+            Some(
+                n.replace("LayerNorm.weight", "LayerNorm.gamma")
+                    .replace("LayerNorm.bias", "LayerNorm.beta"),
+            )
+        });
+        let renamed = Encoder::load(legacy.path()).unwrap();
+        let ids = [3, 50, 60, 70, 4];
+        assert_eq!(
+            original.hidden_states(&ids).unwrap(),
+            renamed.hidden_states(&ids).unwrap()
+        );
+    }
+
+    #[test]
+    fn prefixed_and_bare_names_give_the_same_states() {
+        let original = Encoder::load(&fixture("bert")).unwrap();
+        let prefixed = edited_copy("bert", |n| Some(format!("bert.{n}")));
+        let loaded = Encoder::load(prefixed.path()).unwrap();
+        let ids = [3, 50, 60];
+        assert_eq!(
+            original.hidden_states(&ids).unwrap(),
+            loaded.hidden_states(&ids).unwrap()
+        );
+    }
+
+    #[test]
+    fn missing_tensor_is_named() {
+        let dir = edited_copy("distilbert", |n| {
+            (!n.ends_with("layer.1.ffn.lin2.weight")).then(|| n.to_string())
+        });
+        let err = Encoder::load(dir.path()).unwrap_err();
+        assert!(matches!(err, EncoderError::MissingTensor { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("distilbert.transformer.layer.1.ffn.lin2.weight"),
+            "{msg}"
+        );
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn missing_embeddings_name_both_spellings() {
+        let dir = edited_copy("roberta", |n| {
+            (!n.contains("word_embeddings")).then(|| n.to_string())
+        });
+        let msg = Encoder::load(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("embeddings.word_embeddings.weight"), "{msg}");
+        assert!(msg.contains("'roberta.'"), "{msg}");
+    }
+
+    #[test]
+    fn shape_mismatch_with_config_is_an_error() {
+        let dir = edited_copy("bert", |n| Some(n.to_string()));
+        let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let cfg = cfg.replace("\"intermediate_size\": 64", "\"intermediate_size\": 48");
+        std::fs::write(dir.path().join("config.json"), cfg).unwrap();
+        let err = Encoder::load(dir.path()).unwrap_err();
+        assert!(matches!(err, EncoderError::BadShape { .. }), "{err}");
+        assert!(
+            err.to_string().contains("intermediate.dense.weight"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pickle_weights_are_never_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            fixture("bert").join("config.json"),
+            dir.path().join("config.json"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("pytorch_model.bin"), b"not loaded").unwrap();
+        let err = Encoder::load(dir.path()).unwrap_err();
+        assert!(matches!(err, EncoderError::NoWeights { .. }), "{err}");
+    }
+
+    #[test]
+    fn truncated_weights_are_an_error_naming_the_file() {
+        let dir = edited_copy("bert", |n| Some(n.to_string()));
+        let path = dir.path().join("model.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+        let err = Encoder::load(dir.path()).unwrap_err();
+        assert!(matches!(err, EncoderError::Weights { .. }), "{err}");
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn bad_ids_and_long_sequences_are_errors() {
+        let enc = Encoder::load(&fixture("bert")).unwrap();
+        assert_eq!(enc.vocab_size(), 100);
+        let err = enc.hidden_states(&[3, 100]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EncoderError::TokenOutOfVocab {
+                    id: 100,
+                    position: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(enc.max_positions(), 64);
+        assert!(enc.hidden_states(&[3; 64]).is_ok());
+        let err = enc.hidden_states(&[3; 65]).unwrap_err();
+        assert!(matches!(
+            err,
+            EncoderError::SequenceTooLong {
+                len: 65,
+                max: 64,
+                ..
+            }
+        ));
+        // The batch API reports the same error instead of panicking.
+        assert!(enc.encode_many(&[vec![3], vec![3; 65]], 2).is_err());
+    }
+
+    #[test]
+    fn roberta_max_positions_excludes_the_padding_offset() {
+        let enc = Encoder::load(&fixture("roberta")).unwrap();
+        // 66 position rows, padding_idx 1: ids 2..=65 serve 64 tokens.
+        assert_eq!(enc.max_positions(), 64);
+        assert!(enc.hidden_states(&[5; 64]).is_ok());
+        assert!(enc.hidden_states(&[5; 65]).is_err());
+    }
+
+    #[test]
+    fn encode_many_keeps_order_and_is_thread_count_independent() {
+        let enc = Encoder::load(&fixture("distilbert")).unwrap();
+        let seqs = ids();
+        let one = enc.encode_many(&seqs, 1).unwrap();
+        let two = enc.encode_many(&seqs, 2).unwrap();
+        assert_eq!(one, two);
+        for (s, states) in seqs.iter().zip(&one) {
+            assert_eq!(states.len(), 3);
+            assert_eq!(states, &enc.hidden_states(s).unwrap());
+            for h in states {
+                assert_eq!(h.dim(), (s.len(), 32));
+            }
+        }
+        // A sequence's states do not depend on its batch companions.
+        let alone = enc.encode_many(&seqs[1..2], 2).unwrap();
+        assert_eq!(alone[0], one[1]);
+        let firsts = enc
+            .encode_many_with(&seqs, 2, |i, states| (i, states[2].nrows()))
+            .unwrap();
+        assert_eq!(firsts, vec![(0, 4), (1, 9), (2, 0), (3, 1), (4, 6)]);
+    }
+
+    #[test]
+    fn config_accepts_both_spellings_and_old_configs() {
+        let p = Path::new("x/config.json");
+        let bert = EncoderConfig::from_json(
+            r#"{"architectures": ["BertForMaskedLM"], "hidden_size": 8,
+                "num_attention_heads": 2, "num_hidden_layers": 3,
+                "intermediate_size": 16, "hidden_act": "gelu_new",
+                "layer_norm_eps": 1e-5, "some_unknown_key": [1, 2]}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(bert.architecture, Architecture::Bert);
+        assert_eq!(bert.activation, Activation::GeluTanh);
+        assert_eq!(bert.layer_norm_eps, 1e-5);
+        assert_eq!(
+            (bert.max_position_embeddings, bert.type_vocab_size),
+            (512, 2)
+        );
+        assert_eq!(bert.head_size(), 4);
+        let distil = EncoderConfig::from_json(
+            r#"{"model_type": "distilbert", "dim": 8, "n_heads": 4, "n_layers": 1,
+                "hidden_dim": 32, "activation": "relu", "max_position_embeddings": 20}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(distil.architecture, Architecture::DistilBert);
+        assert_eq!(distil.activation, Activation::Relu);
+        assert_eq!(distil.layer_norm_eps, 1e-12);
+        assert_eq!(distil.type_vocab_size, 0);
+        assert_eq!((distil.hidden_size, distil.intermediate_size), (8, 32));
+        let roberta = EncoderConfig::from_json(
+            r#"{"architectures": ["RobertaModel"], "hidden_size": 8,
+                "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 16,
+                "max_position_embeddings": 514, "pad_token_id": 1}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(roberta.architecture, Architecture::Roberta);
+        assert_eq!(roberta.activation, Activation::Gelu);
+        assert_eq!(roberta.max_positions(), 512);
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_the_problem() {
+        let p = Path::new("ckpt/config.json");
+        let err = |json: &str| EncoderConfig::from_json(json, p).unwrap_err().to_string();
+        let e = err(r#"{"model_type": "gpt2", "hidden_size": 8}"#);
+        assert!(e.contains("ckpt/config.json") && e.contains("gpt2"), "{e}");
+        let e = err(r#"{"architectures": ["T5Model"]}"#);
+        assert!(e.contains("T5Model") && e.contains("unsupported"), "{e}");
+        let e = err(r#"{"hidden_size": 8}"#);
+        assert!(
+            e.contains("neither 'model_type' nor 'architectures'"),
+            "{e}"
+        );
+        let base = r#""model_type": "bert", "hidden_size": 10, "num_attention_heads": 4,
+                      "num_hidden_layers": 1, "intermediate_size": 16"#;
+        let e = err(&format!("{{{base}}}"));
+        assert!(e.contains("not a multiple"), "{e}");
+        let e = err(&format!(
+            "{{{}, \"hidden_act\": \"swish\"}}",
+            base.replace("10", "8")
+        ));
+        assert!(e.contains("'swish'"), "{e}");
+        let e = err(&format!(
+            "{{{}, \"position_embedding_type\": \"relative_key\"}}",
+            base.replace("10", "8")
+        ));
+        assert!(e.contains("relative_key"), "{e}");
+        let e = err(r#"{"model_type": "bert", "num_attention_heads": 4}"#);
+        assert!(
+            e.contains("hidden_size/dim") && e.contains("missing"),
+            "{e}"
+        );
+        let e = err("{not json");
+        assert!(
+            e.contains("ckpt/config.json") && e.contains("not a valid"),
+            "{e}"
+        );
+    }
+}
