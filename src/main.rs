@@ -37,6 +37,12 @@ enum LabelDistanceArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum WordPoolingArg {
+    First,
+    Mean,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormatArg {
     Human,
     Json,
@@ -79,6 +85,32 @@ enum Command {
         /// Log format (overrides the config's `log_format`).
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+    },
+    /// Write an activation dump from a model checkpoint: tokenize the probe
+    /// set, run the encoder, keep each item's vector at every layer.
+    Extract {
+        /// The checkpoint folder (config.json, model.safetensors or shards).
+        #[arg(long)]
+        model: PathBuf,
+        /// Probe-set files, `FILE` or `FILE:split` (CoNLL-U, CoNLL-U-Lex,
+        /// JSON Lines); repeat the option for several files.
+        #[arg(long = "probe-set", required = true)]
+        probe_sets: Vec<String>,
+        /// Task: upos, xpos, deprel, dep, ps_role, ps_fxn, labels (JSONL).
+        #[arg(long)]
+        task: String,
+        /// tokenizer.json (default: the model folder's).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Word vector: the first subword's, or the mean of its subwords.
+        #[arg(long, value_enum, default_value = "first")]
+        word_pooling: WordPoolingArg,
+        /// Training step to record in the dump's metadata.
+        #[arg(long)]
+        step: Option<u64>,
+        /// Output activation dump (safetensors).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Check a configuration file and print what the daemon would do.
     CheckConfig {
@@ -167,6 +199,24 @@ fn run(cli: Cli) -> Result<()> {
                 tracing::info!("metrics at http://{addr}/metrics");
             })
         }
+        Command::Extract {
+            model,
+            probe_sets,
+            task,
+            tokenizer,
+            word_pooling,
+            step,
+            out,
+        } => extract(
+            &model,
+            &probe_sets,
+            &task,
+            tokenizer,
+            word_pooling,
+            step,
+            &out,
+            cli.threads.unwrap_or(0),
+        ),
         Command::CheckConfig { file } => {
             let cfg = probewatch::config::load(&file)?;
             print!("{}", cfg.describe());
@@ -440,4 +490,54 @@ fn demo(listen: std::net::SocketAddr, interval: f64, dir: Option<PathBuf>) -> Re
              Stop with Ctrl-C.\n"
         );
     })
+}
+
+/// `probewatch extract`: probe set + checkpoint → activation dump.
+#[allow(clippy::too_many_arguments)] // the subcommand's options, one each
+fn extract(
+    model: &std::path::Path,
+    probe_sets: &[String],
+    task: &str,
+    tokenizer: Option<PathBuf>,
+    word_pooling: WordPoolingArg,
+    step: Option<u64>,
+    out: &std::path::Path,
+    threads: usize,
+) -> Result<()> {
+    use probewatch::source::encoder::Encoder;
+    use probewatch::source::extract::{encode_dump, extract};
+    use probewatch::source::probeset::tokens::{ProbeTokenizer, TokenizeOptions, WordPooling};
+    use probewatch::source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
+    let t = std::time::Instant::now();
+    let spec: TaskSpec = task.parse()?;
+    let sources = probe_sets
+        .iter()
+        .map(|s| s.parse::<ProbeSetSource>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let set = ProbeSet::load(&spec, &sources)?;
+    let encoder = Encoder::load(model)?;
+    let tok_path = tokenizer.unwrap_or_else(|| model.join("tokenizer.json"));
+    let mut opts = TokenizeOptions::new(encoder.max_positions());
+    opts.word_pooling = match word_pooling {
+        WordPoolingArg::First => WordPooling::First,
+        WordPoolingArg::Mean => WordPooling::Mean,
+    };
+    let tok = ProbeTokenizer::from_file(&tok_path, opts)?;
+    let task = extract(&encoder, &tok, &set, threads)?;
+    let model_name = model.display().to_string();
+    let bytes = encode_dump(std::slice::from_ref(&task), step, &[("model", &model_name)]);
+    let tmp = out.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("renaming into {}", out.display()))?;
+    eprintln!(
+        "wrote {}: task {}, {} items ({} labels), {} layers of width {}, in {:.1} s",
+        out.display(),
+        task.name,
+        task.labels.len(),
+        task.label_names.len(),
+        task.layers.len(),
+        task.dim,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

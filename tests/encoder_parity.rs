@@ -1,0 +1,168 @@
+//! Parity of the Rust encoder with HF transformers: every hidden state of
+//! every fixture model (tests/fixtures/encoder/, made by
+//! scripts/make_encoder_fixtures.py) within 1e-4 max abs difference.
+
+use std::path::{Path, PathBuf};
+
+use probewatch::source::encoder::Encoder;
+use safetensors::{Dtype, SafeTensors};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/encoder")
+        .join(name)
+}
+
+/// The reference: (ids, hidden states per layer as row-major f32) per sequence.
+fn reference(dir: &Path) -> Vec<(Vec<u32>, Vec<Vec<f32>>)> {
+    let bytes = std::fs::read(dir.join("hidden_states.safetensors")).expect("reference file");
+    let st = SafeTensors::deserialize(&bytes).expect("reference parses");
+    let mut out = Vec::new();
+    for s in 0.. {
+        let Ok(ids) = st.tensor(&format!("ids.{s}")) else {
+            break;
+        };
+        assert_eq!(ids.dtype(), Dtype::I64);
+        let ids: Vec<u32> = ids
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect();
+        let mut layers = Vec::new();
+        for l in 0.. {
+            let Ok(h) = st.tensor(&format!("hidden.{s}.{l}")) else {
+                break;
+            };
+            assert_eq!(h.dtype(), Dtype::F32);
+            layers.push(
+                h.data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            );
+        }
+        out.push((ids, layers));
+    }
+    assert_eq!(
+        out.len(),
+        3,
+        "three reference sequences in {}",
+        dir.display()
+    );
+    out
+}
+
+/// Max abs difference over all layers and sequences; asserts shapes.
+fn max_diff(name: &str) -> f32 {
+    let dir = fixture(name);
+    let enc = Encoder::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let refs = reference(&dir);
+    let mut worst = 0f32;
+    let seqs: Vec<Vec<u32>> = refs.iter().map(|(ids, _)| ids.clone()).collect();
+    let batched = enc.encode_many(&seqs, 2).expect("batch forward");
+    for ((ids, layers), batch) in refs.iter().zip(&batched) {
+        let ours = enc.hidden_states(ids).expect("forward");
+        assert_eq!(ours.len(), layers.len(), "{name}: number of hidden states");
+        assert_eq!(ours.len(), enc.num_layers() + 1);
+        assert_eq!(&ours, batch, "{name}: encode_many equals hidden_states");
+        for (l, (o, r)) in ours.iter().zip(layers).enumerate() {
+            assert_eq!(o.dim(), (ids.len(), enc.hidden_size()), "{name} layer {l}");
+            let d = o
+                .iter()
+                .zip(r)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(d.is_finite());
+            worst = worst.max(d);
+        }
+    }
+    eprintln!("{name}: max abs difference {worst:e}");
+    worst
+}
+
+#[test]
+fn bert_matches_transformers() {
+    assert!(max_diff("bert") <= TOLERANCE);
+}
+
+#[test]
+fn bert_f16_sharded_with_prefix_matches_transformers() {
+    assert!(max_diff("bert-sharded") <= TOLERANCE);
+}
+
+#[test]
+fn roberta_matches_transformers() {
+    assert!(max_diff("roberta") <= TOLERANCE);
+}
+
+#[test]
+fn distilbert_matches_transformers() {
+    assert!(max_diff("distilbert") <= TOLERANCE);
+}
+
+/// Dev-time real-model check: all-MiniLM-L6-v2 against HF transformers on
+/// STREUSLE dev+test, plus a speed number (printed, not asserted). Needs
+/// `MINILM_DIR` (the model folder) and `MINILM_REF` (the output folder of
+/// scripts/encoder_minilm_reference.py); run with
+/// `cargo test --test encoder_parity -- --ignored --nocapture`.
+#[test]
+#[ignore = "dev-time: needs all-MiniLM-L6-v2 and scripts/encoder_minilm_reference.py output \
+            (MINILM_DIR, MINILM_REF)"]
+fn minilm_matches_transformers() {
+    let model = std::env::var_os("MINILM_DIR").expect("set MINILM_DIR to the model folder");
+    let refdir = PathBuf::from(
+        std::env::var_os("MINILM_REF").expect("set MINILM_REF to the reference folder"),
+    );
+    let enc = Encoder::load(Path::new(&model)).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(refdir.join("reference.safetensors")).expect("reference file");
+    let st = SafeTensors::deserialize(&bytes).expect("reference parses");
+    let mut worst = vec![0f32; enc.num_layers() + 1];
+    let mut compared = 0;
+    for k in 0.. {
+        let Ok(ids) = st.tensor(&format!("ids.{k}")) else {
+            break;
+        };
+        let ids: Vec<u32> = ids
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect();
+        let ours = enc.hidden_states(&ids).expect("forward");
+        for (l, o) in ours.iter().enumerate() {
+            let r = st
+                .tensor(&format!("hidden.{k}.{l}"))
+                .expect("reference layer");
+            let d = o
+                .iter()
+                .zip(r.data().chunks_exact(4))
+                .map(|(a, c)| (a - f32::from_le_bytes(c.try_into().unwrap())).abs())
+                .fold(0f32, f32::max);
+            worst[l] = worst[l].max(d);
+        }
+        compared += 1;
+    }
+    eprintln!("MiniLM: {compared} sentences, max abs difference per layer {worst:?}");
+
+    let text = std::fs::read_to_string(refdir.join("ids.json")).expect("ids.json");
+    let seqs: Vec<Vec<u32>> = serde_json::from_str(&text).expect("ids.json parses");
+    let tokens: usize = seqs.iter().map(Vec::len).sum();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        let out = enc.encode_many(&seqs, 2).expect("batch forward");
+        best = best.min(t0.elapsed().as_secs_f64());
+        assert_eq!(out.len(), seqs.len());
+    }
+    eprintln!(
+        "MiniLM speed: {} sentences, {tokens} tokens, 2 threads, best of 3 {best:.3} s, \
+         {:.0} tokens/s",
+        seqs.len(),
+        tokens as f64 / best
+    );
+    assert!(compared > 0);
+    for d in worst {
+        assert!(d <= TOLERANCE);
+    }
+}
