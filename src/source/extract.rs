@@ -77,6 +77,7 @@ pub fn extract(
     let n_states = encoder.num_layers() + 1;
     let mut layers = Vec::with_capacity(n_states);
     let mut dim = 0;
+    #[allow(clippy::needless_range_loop)] // `l` picks the layer in every sentence's states
     for l in 0..n_states {
         let mut out = Vec::new();
         for g in &plan.items {
