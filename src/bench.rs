@@ -176,7 +176,7 @@ fn crosstask_incremental(data: &Path) -> Result<(f64, String)> {
 /// its layers 0–3 with layers 4–6 of `step-100`. B analysed warm after A
 /// (the four unchanged layers re-use their reports) and cold.
 fn partial_finetuning(data: &Path) -> Result<(f64, String)> {
-    use probewatch::demo::encode_dump;
+    use probewatch::source::extract::{ExtractedTask, encode_dump};
     let dir = data.join("crosstask");
     let open = |s: u64| {
         let p = dir.join(format!("step-{s}.safetensors"));
@@ -189,32 +189,32 @@ fn partial_finetuning(data: &Path) -> Result<(f64, String)> {
     let mut b_layers = Vec::new();
     for l in 0..7 {
         let la = d50.layer(t50, l)?;
-        let bytes: Vec<u8> = la.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let values: Vec<f32> = la.iter().copied().collect();
         let lb = if l < 4 { la } else { d100.layer(t100, l)? };
-        b_layers.push(lb.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
-        a_layers.push(bytes);
+        b_layers.push(lb.iter().copied().collect::<Vec<f32>>());
+        a_layers.push(values);
     }
     let labels: Vec<i64> = t50.labels.iter().map(|&l| i64::from(l)).collect();
     let tmp = std::env::temp_dir().join(format!("probewatch-bench-partial-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let write = |name: &str, layers: &[Vec<u8>], step: u64| -> Result<std::path::PathBuf> {
-        let views: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
-        let bytes = encode_dump(
-            &views,
-            t50.n,
-            t50.dim,
-            &labels,
-            &t50.split,
-            &t50.label_names,
-            step,
-        );
+    let write = |name: &str, layers: Vec<Vec<f32>>, step: u64| -> Result<std::path::PathBuf> {
+        let task = ExtractedTask {
+            name: "ps_role".into(),
+            label_names: t50.label_names.clone(),
+            labels: labels.clone(),
+            split: t50.split.clone(),
+            splits: d50.splits().to_vec(),
+            dim: t50.dim,
+            layers,
+        };
+        let bytes = encode_dump(&[task], Some(step), &[]);
         let p = tmp.join(name);
         std::fs::write(&p, bytes)?;
         Ok(p)
     };
     let (pa, pb) = (
-        write("a.safetensors", &a_layers, 50)?,
-        write("b.safetensors", &b_layers, 100)?,
+        write("a.safetensors", a_layers, 50)?,
+        write("b.safetensors", b_layers, 100)?,
     );
     let (da, db) = (ActivationDump::open(&pa)?, ActivationDump::open(&pb)?);
     let opts = AnalysisOptions::default();

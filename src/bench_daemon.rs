@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use probewatch::demo::{self, encode_dump, write_dump};
+use probewatch::demo::{self, write_dump};
+use probewatch::source::extract::{ExtractedTask, encode_dump};
 use probewatch::synth::{Variant, generate};
 
 /// A daemon child killed on drop.
@@ -163,12 +164,16 @@ pub fn scrape_latency(points: usize) -> Result<(f64, String)> {
     let d = start(&dir, addr, 0.5)?;
     let run = dir.join("run");
     let layer = generate(points, points / 10, 768, 8, Variant::Separable, 7);
-    let bytes: Vec<u8> = layer.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let labels: Vec<i64> = layer.labels.iter().map(|&l| i64::from(l)).collect();
-    let names: Vec<String> = demo::LABELS.iter().map(|s| s.to_string()).collect();
-    let n = layer.labels.len();
-    let big = encode_dump(&[&bytes], n, 768, &labels, &layer.split, &names, 0);
-    drop(bytes);
+    let task = ExtractedTask {
+        name: "pos".into(),
+        label_names: demo::LABELS.iter().map(|s| s.to_string()).collect(),
+        labels: layer.labels.iter().map(|&l| i64::from(l)).collect(),
+        split: layer.split,
+        splits: vec!["train".into(), "test".into()],
+        dim: 768,
+        layers: vec![layer.data],
+    };
+    let big = encode_dump(&[task], Some(0), &[]);
     write_dump(&run, 0, &big)?;
     drop(big);
     let analysed = |body: &str| {

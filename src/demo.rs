@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
+use crate::source::extract::{ExtractedTask, encode_dump};
 
 use crate::synth::Rng;
 
@@ -64,7 +64,7 @@ pub fn dump_bytes(step: u64) -> Vec<u8> {
             (0..DIM).map(|_| r.normal()).collect()
         })
         .collect();
-    let mut layers: Vec<Vec<u8>> = Vec::with_capacity(LAYERS);
+    let mut layers: Vec<Vec<f32>> = Vec::with_capacity(LAYERS);
     for layer in 0..LAYERS {
         let depth = layer as f64 / (LAYERS - 1) as f64;
         let spread = 1.0 + 0.6 * t * (0.3 + 0.7 * depth);
@@ -74,7 +74,7 @@ pub fn dump_bytes(step: u64) -> Vec<u8> {
             .zip(&means[1])
             .map(|(a, b)| (a + b) / 2.0)
             .collect();
-        let mut bytes = Vec::with_capacity(n * DIM * 4);
+        let mut values = Vec::with_capacity(n * DIM);
         for i in 0..n {
             let l = labels[i] as usize;
             for d in 0..DIM {
@@ -87,62 +87,25 @@ pub fn dump_bytes(step: u64) -> Vec<u8> {
                 } else {
                     spread * means[l][d]
                 };
-                let v = (m + noise[i][d]) as f32;
-                bytes.extend_from_slice(&v.to_le_bytes());
+                values.push((m + noise[i][d]) as f32);
             }
         }
-        layers.push(bytes);
+        layers.push(values);
     }
-    let names: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
-    let views: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
-    encode_dump(&views, n, DIM, &labels, &split, &names, step)
-}
-
-/// An activation dump (DESIGN §3.1, single task `pos`) as safetensors bytes:
-/// `layers[l]` holds layer `l` as little-endian `f32`, `n × dim`.
-///
-/// # Panics
-/// If a buffer's length does not match its shape.
-pub fn encode_dump(
-    layers: &[&[u8]],
-    n: usize,
-    dim: usize,
-    labels: &[i64],
-    split: &[u8],
-    label_names: &[String],
-    step: u64,
-) -> Vec<u8> {
-    let label_bytes: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let names: Vec<String> = (0..layers.len()).map(|l| format!("layer.{l}")).collect();
-    let mut tensors: Vec<(String, TensorView<'_>)> = Vec::new();
-    for (name, b) in names.iter().zip(layers) {
-        tensors.push((
-            name.clone(),
-            TensorView::new(Dtype::F32, vec![n, dim], b).expect("consistent shape"),
-        ));
-    }
-    tensors.push((
-        "labels".into(),
-        TensorView::new(Dtype::I64, vec![n], &label_bytes).expect("consistent shape"),
-    ));
-    tensors.push((
-        "split".into(),
-        TensorView::new(Dtype::U8, vec![n], split).expect("consistent shape"),
-    ));
-    let label_names = serde_json::to_string(label_names).expect("strings serialise");
-    let metadata: std::collections::HashMap<String, String> = [
-        ("label_names".to_string(), label_names),
-        ("splits".to_string(), r#"["train","test"]"#.to_string()),
-        ("task".to_string(), "pos".to_string()),
-        ("step".to_string(), step.to_string()),
-        (
-            "model".to_string(),
-            "probewatch demo: simulated fine-tuning".to_string(),
-        ),
-    ]
-    .into_iter()
-    .collect();
-    safetensors::serialize(tensors, Some(metadata)).expect("valid tensors serialise")
+    let task = ExtractedTask {
+        name: "pos".into(),
+        label_names: LABELS.iter().map(|s| s.to_string()).collect(),
+        labels,
+        split,
+        splits: vec!["train".into(), "test".into()],
+        dim: DIM,
+        layers,
+    };
+    encode_dump(
+        &[task],
+        Some(step),
+        &[("model", "probewatch demo: simulated fine-tuning")],
+    )
 }
 
 /// Writes `bytes` into `folder` as a training job does: to a hidden
