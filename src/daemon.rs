@@ -102,9 +102,12 @@ pub async fn run(
     // shows the stored values.
     let mut restored = Vec::new();
     for run in &config.runs {
-        match restore(&shared, run) {
-            Ok(state) => restored.push(state),
-            Err(e) => error!(run = %run.name, error = %e, "run stopped"),
+        // Store reads: on a blocking thread, not the async runtime.
+        let (sh, cfg) = (shared.clone(), run.clone());
+        match tokio::task::spawn_blocking(move || restore(&sh, &cfg)).await {
+            Ok(Ok(state)) => restored.push(state),
+            Ok(Err(e)) => error!(run = %run.name, error = %e, "run stopped"),
+            Err(e) => error!(run = %run.name, error = %e, "restoring the run failed"),
         }
     }
 
