@@ -326,23 +326,7 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
             baseline_row = Some(r);
         }
     }
-    let load = |row: &CheckpointRow| -> Result<Reference, DaemonError> {
-        let mut layers = Layers::new();
-        for rec in store.layers(row.id)? {
-            match reference_layer(&rec) {
-                Some(l) => {
-                    layers.insert((rec.task.clone(), rec.layer as usize), l);
-                }
-                None => {
-                    warn!(run = %cfg.name, step = row.step, task = %rec.task, layer = rec.layer, "stored report unreadable; ignored")
-                }
-            }
-        }
-        Ok(Reference {
-            step: row.step,
-            layers: Arc::new(layers),
-        })
-    };
+    let load = |row: &CheckpointRow| load_reference(&store, &cfg.name, row);
     let baseline = baseline_row.map(|r| load(&r)).transpose()?;
     let latest_row = store.latest_done(id)?;
     let latest = latest_row.as_ref().map(&load).transpose()?;
@@ -822,8 +806,8 @@ async fn run_loop(
                     Some(l) if l.step < c.step => Some(l.clone()),
                     _ => {
                         let sh = shared.clone();
-                        let (id, step) = (state.id, c.step);
-                        blocking(move || load_previous(&sh, id, step))
+                        let (id, step, c2) = (state.id, c.step, cfg.clone());
+                        blocking(move || load_previous(&sh, &c2, id, step))
                             .await
                             .flatten()
                     }
@@ -890,16 +874,27 @@ async fn run_loop(
     }
 }
 
-fn load_previous(shared: &Shared, run: RunId, step: u64) -> Option<Reference> {
+fn load_previous(shared: &Shared, cfg: &RunConfig, run: RunId, step: u64) -> Option<Reference> {
     let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let row = store.previous_done(run, step).ok()??;
+    load_reference(&store, &cfg.name, &row).ok()
+}
+
+/// A stored checkpoint's layers as an in-memory reference (unreadable
+/// layer reports are logged and left out).
+fn load_reference(store: &Store, run: &str, row: &CheckpointRow) -> Result<Reference, DaemonError> {
     let mut layers = Layers::new();
-    for rec in store.layers(row.id).ok()? {
-        if let Some(l) = reference_layer(&rec) {
-            layers.insert((rec.task.clone(), rec.layer as usize), l);
+    for rec in store.layers(row.id)? {
+        match reference_layer(&rec) {
+            Some(l) => {
+                layers.insert((rec.task.clone(), rec.layer as usize), l);
+            }
+            None => {
+                warn!(run = %run, step = row.step, task = %rec.task, layer = rec.layer, "stored report unreadable; ignored")
+            }
         }
     }
-    Some(Reference {
+    Ok(Reference {
         step: row.step,
         layers: Arc::new(layers),
     })

@@ -1010,9 +1010,8 @@ fn dispatch(
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: `solve_avx2` only requires the `avx2` target feature,
             // which was just detected on this CPU. The crate's one unsafe
-            // call: the LMO's dot products
-            // were 56% of a probe run, and the AVX2 build cut its CPU time
-            // by 20–25% (measured with `--threads 1`).
+            // call: the LMO's dot products were 56% of a probe run, and the
+            // AVX2 build cut its CPU time by 20–25% (`--threads 1`).
             return unsafe { solve_avx2(a, b, query, params, warm, point) };
         }
     }
