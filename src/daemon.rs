@@ -25,12 +25,18 @@ use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::analysis::{AnalysisOptions, Report, TaskMemory, analyse_dump_with};
+use crate::analysis::{AnalysisOptions, Report, TaskMemory, analyse_with};
 use crate::config::{Baseline, Config, Layout, Mode, QueuePolicy, RunConfig};
 use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 use crate::server::{ReadyFlags, ServerState};
+use crate::source::Activations;
+use crate::source::DumpTask;
 use crate::source::dump::{ActivationDump, DumpError};
+use crate::source::encoder::{Encoder, EncoderError};
+use crate::source::extract::{ExtractError, ExtractedActivations, ExtractionPlan};
+use crate::source::probeset::tokens::{ProbeTokenizer, TokenizeError, TokenizeOptions};
+use crate::source::probeset::{ProbeSet, ProbeSetError};
 use crate::store::{CheckpointRow, CheckpointStatus, LayerRecord, NewCheckpoint, RunId, Store};
 use crate::watch::{self, Candidate, Hint, ScanItem, Scanner};
 
@@ -60,11 +66,169 @@ pub enum DaemonError {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
+    /// A probe set of an `hf-checkpoints` run could not be read.
+    #[error("run '{run}': task '{task}': {source}")]
+    ProbeSet {
+        /// The run.
+        run: String,
+        /// The task.
+        task: String,
+        /// Cause (names the file and line).
+        source: ProbeSetError,
+    },
+}
+
+/// What an `hf-checkpoints` run computes its activations from: the probe
+/// sets, read once at start, and the extraction plan of the last tokenizer
+/// seen (tokenizing does not depend on the weights, so checkpoints with the
+/// same `tokenizer.json` share one plan).
+struct ProbeRun {
+    sets: Vec<ProbeSet>,
+    plan: Mutex<Option<PlanCache>>,
+}
+
+struct PlanCache {
+    /// Digest of the tokenizer file's bytes.
+    digest: u64,
+    max_tokens: usize,
+    plan: Arc<ExtractionPlan>,
+}
+
+impl ProbeRun {
+    /// Reads the probe sets of `cfg` (an `hf-checkpoints` run).
+    fn load(cfg: &RunConfig) -> Result<ProbeRun, DaemonError> {
+        let mut sets = Vec::with_capacity(cfg.probes.len());
+        for p in &cfg.probes {
+            let set =
+                ProbeSet::load(&p.task, &p.files).map_err(|source| DaemonError::ProbeSet {
+                    run: cfg.name.clone(),
+                    task: p.task.name.clone(),
+                    source,
+                })?;
+            info!(run = %cfg.name, task = %p.task.name, items = set.items.len(), sentences = set.sentences.len(), labels = set.label_names.len(), "probe set read");
+            sets.push(set);
+        }
+        Ok(ProbeRun {
+            sets,
+            plan: Mutex::new(None),
+        })
+    }
+
+    /// The plan for `tokenizer` (a file) and `encoder`'s input length:
+    /// cached while the tokenizer file's bytes stay the same.
+    fn plan(
+        &self,
+        cfg: &RunConfig,
+        tokenizer: &Path,
+        encoder: &Encoder,
+    ) -> Result<Arc<ExtractionPlan>, Failure> {
+        let bytes = std::fs::read(tokenizer).map_err(|e| Failure {
+            kind: "io",
+            message: format!("{}: cannot read the tokenizer: {e}", tokenizer.display()),
+        })?;
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        };
+        let max_tokens = encoder.max_positions();
+        let mut cache = self.plan.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref()
+            && c.digest == digest
+            && c.max_tokens == max_tokens
+        {
+            return Ok(c.plan.clone());
+        }
+        let mut opts = TokenizeOptions::new(max_tokens);
+        opts.word_pooling = cfg.word_pooling;
+        opts.sentence_pooling = cfg.sentence_pooling;
+        let tok = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Failure {
+            kind: "format",
+            message: format!("{}: cannot load the tokenizer: {e}", tokenizer.display()),
+        })?;
+        let tok = ProbeTokenizer::new(tok, opts).map_err(|e| tokenize_failure(&e))?;
+        let plan = ExtractionPlan::new(&tok, &self.sets).map_err(|e| extract_failure(&e))?;
+        info!(run = %cfg.name, tokenizer = %tokenizer.display(), inputs = plan.inputs(), tokens = plan.tokens(), "probe sets tokenized");
+        let plan = Arc::new(plan);
+        *cache = Some(PlanCache {
+            digest,
+            max_tokens,
+            plan: plan.clone(),
+        });
+        Ok(plan)
+    }
+}
+
+/// The failure of an encoder error: unreadable files are `io`, broken or
+/// inconsistent weights `format`, an architecture we do not run
+/// `unsupported`, a tokenizer that does not fit the model `config_mismatch`.
+fn encoder_failure(e: &EncoderError) -> Failure {
+    let kind = match e {
+        EncoderError::Io { .. } | EncoderError::ThreadPool { .. } => "io",
+        EncoderError::UnknownArchitecture { .. } => "unsupported",
+        EncoderError::TokenOutOfVocab { .. } | EncoderError::SequenceTooLong { .. } => {
+            "config_mismatch"
+        }
+        _ => "format",
+    };
+    Failure {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+fn tokenize_failure(e: &TokenizeError) -> Failure {
+    let kind = match e {
+        TokenizeError::Load { .. } | TokenizeError::Configure { .. } => "format",
+        _ => "config_mismatch",
+    };
+    Failure {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+fn extract_failure(e: &ExtractError) -> Failure {
+    match e {
+        ExtractError::Encoder(e) => encoder_failure(e),
+        ExtractError::Tokenize(e) => tokenize_failure(e),
+        other => Failure {
+            kind: "config_mismatch",
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The tokenizer of an `hf-checkpoints` run for checkpoint `dir`: the
+/// configured file, else the checkpoint's `tokenizer.json`, else the run
+/// folder's.
+fn tokenizer_for(cfg: &RunConfig, dir: &Path) -> Result<PathBuf, Failure> {
+    if let Some(t) = &cfg.tokenizer {
+        return Ok(t.clone());
+    }
+    [
+        dir.join("tokenizer.json"),
+        cfg.folder.join("tokenizer.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or_else(|| Failure {
+        kind: "config_mismatch",
+        message: format!(
+            "{}: no tokenizer.json in the checkpoint or the run folder {}; set `tokenizer` in \
+                 the run's config",
+            dir.display(),
+            cfg.folder.display()
+        ),
+    })
 }
 
 /// What the daemon shares between its run loops.
 struct Shared {
     store: Mutex<Store>,
+    /// Per `hf-checkpoints` run (by name): its probe sets and plan.
+    probes: BTreeMap<String, Arc<ProbeRun>>,
     metrics: Arc<Metrics>,
     pool: rayon::ThreadPool,
 }
@@ -80,6 +244,23 @@ pub async fn run(
     mut shutdown: tokio_watch::Receiver<bool>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), DaemonError> {
+    // Probe sets first: a run whose probe set cannot be read is a
+    // configuration error, refused before anything starts.
+    let mut probes = BTreeMap::new();
+    for run in config
+        .runs
+        .iter()
+        .filter(|r| r.layout == Layout::HfCheckpoints)
+    {
+        let cfg = run.clone();
+        let probe = tokio::task::spawn_blocking(move || ProbeRun::load(&cfg))
+            .await
+            .map_err(|e| DaemonError::Pool {
+                workers: 1,
+                detail: e.to_string(),
+            })??;
+        probes.insert(run.name.clone(), Arc::new(probe));
+    }
     let store = Store::open(&config.store)?;
     info!(store = %config.store.display(), "store open");
     let metrics = Arc::new(Metrics::new());
@@ -93,6 +274,7 @@ pub async fn run(
         })?;
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
+        probes,
         metrics: metrics.clone(),
         pool,
     });
@@ -540,9 +722,13 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
     let started = unix_now();
     let t = Instant::now();
     let mut new_memory = BTreeMap::new();
+    let probe = shared.probes.get(&cfg.name).cloned();
+    let threads = shared.pool.current_num_threads();
     let result = shared.pool.install(|| {
         analyse_checkpoint(
             cfg,
+            probe.as_deref(),
+            threads,
             &candidate,
             &memory,
             &mut new_memory,
@@ -641,8 +827,11 @@ type Checked = (
     BTreeMap<(String, usize), LayerComparison>,
 );
 
+#[allow(clippy::too_many_arguments)] // one call site, every argument a different role
 fn analyse_checkpoint(
     cfg: &RunConfig,
+    probe: Option<&ProbeRun>,
+    threads: usize,
     candidate: &Candidate,
     memory: &BTreeMap<String, TaskMemory>,
     new_memory: &mut BTreeMap<String, TaskMemory>,
@@ -653,20 +842,46 @@ fn analyse_checkpoint(
         kind: dump_error_kind(&e),
         message: e.to_string(),
     };
-    if cfg.layout != Layout::Dumps {
-        return Err(Failure {
-            kind: "unsupported",
-            message: format!(
-                "{}: layout hf-checkpoints needs the encoder, not built yet",
-                candidate.path.display()
-            ),
-        });
+    // Either an opened dump's tasks, or activations the encoder computes
+    // now: one forward pass over the probe sets serves every task.
+    let dump;
+    let extracted: Vec<ExtractedActivations>;
+    let mut sources: Vec<&dyn Activations> = Vec::new();
+    let dump_tasks: Vec<DumpTask<'_>>;
+    match (cfg.layout, probe) {
+        (Layout::Dumps, _) => {
+            dump = ActivationDump::open(&candidate.path).map_err(from_dump)?;
+            let names: Vec<String> = match &cfg.tasks {
+                Some(t) => t.clone(),
+                None => dump.tasks().iter().map(|t| t.name.clone()).collect(),
+            };
+            dump_tasks = names
+                .iter()
+                .map(|n| DumpTask::new(&dump, Some(n)))
+                .collect::<Result<_, _>>()
+                .map_err(from_dump)?;
+            sources.extend(dump_tasks.iter().map(|t| t as &dyn Activations));
+        }
+        (Layout::HfCheckpoints, Some(probe)) => {
+            let encoder = Encoder::load(&candidate.path).map_err(|e| encoder_failure(&e))?;
+            let tokenizer = tokenizer_for(cfg, &candidate.path)?;
+            let plan = probe.plan(cfg, &tokenizer, &encoder)?;
+            let tasks = plan
+                .run(&encoder, threads)
+                .map_err(|e| extract_failure(&e))?;
+            extracted = tasks
+                .into_iter()
+                .map(|t| ExtractedActivations::new(&candidate.path, Some(candidate.step), t))
+                .collect();
+            sources.extend(extracted.iter().map(|t| t as &dyn Activations));
+        }
+        (Layout::HfCheckpoints, None) => {
+            return Err(Failure {
+                kind: "config_mismatch",
+                message: format!("run '{}': probe sets not loaded", cfg.name),
+            });
+        }
     }
-    let dump = ActivationDump::open(&candidate.path).map_err(from_dump)?;
-    let tasks: Vec<String> = match &cfg.tasks {
-        Some(t) => t.clone(),
-        None => dump.tasks().iter().map(|t| t.name.clone()).collect(),
-    };
     let measure = MeasureParams {
         label_distance: cfg.label_distance,
         drop_clusters_up_to: cfg.drop_clusters_up_to,
@@ -680,7 +895,8 @@ fn analyse_checkpoint(
     let mut reports = Vec::new();
     let mut layers = Layers::new();
     let (mut bcmp, mut pcmp) = (BTreeMap::new(), BTreeMap::new());
-    for task in tasks {
+    for source in sources {
+        let task = source.info().name.clone();
         let opts = AnalysisOptions {
             task: Some(task.clone()),
             layers: cfg.layers.clone(),
@@ -690,7 +906,7 @@ fn analyse_checkpoint(
         let empty = TaskMemory::new();
         let mem = memory.get(&task).unwrap_or(&empty);
         let (report, next) =
-            analyse_dump_with(&dump, &opts, mem, partition, &|_| {}).map_err(|e| match e {
+            analyse_with(source, &opts, mem, partition, &|_| {}).map_err(|e| match e {
                 crate::analysis::AnalysisError::Dump(d) => from_dump(d),
                 other => Failure {
                     kind: "config_mismatch",

@@ -43,6 +43,42 @@ enum WordPoolingArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SentencePoolingArg {
+    Cls,
+    Mean,
+}
+
+#[derive(clap::Args)]
+struct ExtractArgs {
+    /// The checkpoint folder (config.json, model.safetensors or shards).
+    #[arg(long)]
+    model: PathBuf,
+    /// Probe-set files, `FILE` or `FILE:split` (CoNLL-U, CoNLL-U-Lex,
+    /// JSON Lines); repeat the option for several files.
+    #[arg(long = "probe-set", required = true)]
+    probe_sets: Vec<String>,
+    /// Task: upos, xpos, deprel, dep, ps_role, ps_fxn, labels (JSONL).
+    #[arg(long)]
+    task: String,
+    /// tokenizer.json (default: the model folder's).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Word vector: the first subword's, or the mean of its subwords.
+    #[arg(long, value_enum, default_value = "first")]
+    word_pooling: WordPoolingArg,
+    /// Sentence vector (JSON Lines sentence tasks): the first special
+    /// token's ([CLS]), or the mean of the sentence's tokens.
+    #[arg(long, value_enum, default_value = "cls")]
+    sentence_pooling: SentencePoolingArg,
+    /// Training step to record in the dump's metadata.
+    #[arg(long)]
+    step: Option<u64>,
+    /// Output activation dump (safetensors).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormatArg {
     Human,
     Json,
@@ -88,30 +124,7 @@ enum Command {
     },
     /// Write an activation dump from a model checkpoint: tokenize the probe
     /// set, run the encoder, keep each item's vector at every layer.
-    Extract {
-        /// The checkpoint folder (config.json, model.safetensors or shards).
-        #[arg(long)]
-        model: PathBuf,
-        /// Probe-set files, `FILE` or `FILE:split` (CoNLL-U, CoNLL-U-Lex,
-        /// JSON Lines); repeat the option for several files.
-        #[arg(long = "probe-set", required = true)]
-        probe_sets: Vec<String>,
-        /// Task: upos, xpos, deprel, dep, ps_role, ps_fxn, labels (JSONL).
-        #[arg(long)]
-        task: String,
-        /// tokenizer.json (default: the model folder's).
-        #[arg(long)]
-        tokenizer: Option<PathBuf>,
-        /// Word vector: the first subword's, or the mean of its subwords.
-        #[arg(long, value_enum, default_value = "first")]
-        word_pooling: WordPoolingArg,
-        /// Training step to record in the dump's metadata.
-        #[arg(long)]
-        step: Option<u64>,
-        /// Output activation dump (safetensors).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Extract(ExtractArgs),
     /// Check a configuration file and print what the daemon would do.
     CheckConfig {
         /// The TOML configuration.
@@ -199,28 +212,11 @@ fn run(cli: Cli) -> Result<()> {
                 tracing::info!("metrics at http://{addr}/metrics");
             })
         }
-        Command::Extract {
-            model,
-            probe_sets,
-            task,
-            tokenizer,
-            word_pooling,
-            step,
-            out,
-        } => extract(
-            &model,
-            &probe_sets,
-            &task,
-            tokenizer,
-            word_pooling,
-            step,
-            &out,
-            cli.threads.unwrap_or(0),
-        ),
+        Command::Extract(args) => extract(&args, cli.threads.unwrap_or(0)),
         Command::CheckConfig { file } => {
             let cfg = probewatch::config::load(&file)?;
             print!("{}", cfg.describe());
-            Ok(())
+            check_probe_sets(&cfg)
         }
         Command::Demo {
             listen,
@@ -494,20 +490,59 @@ fn demo(listen: std::net::SocketAddr, interval: f64, dir: Option<PathBuf>) -> Re
 
 /// `probewatch extract`: probe set + checkpoint → activation dump.
 #[allow(clippy::too_many_arguments)] // the subcommand's options, one each
-fn extract(
-    model: &std::path::Path,
-    probe_sets: &[String],
-    task: &str,
-    tokenizer: Option<PathBuf>,
-    word_pooling: WordPoolingArg,
-    step: Option<u64>,
-    out: &std::path::Path,
-    threads: usize,
-) -> Result<()> {
+/// Reads the probe sets of every `hf-checkpoints` run, as the daemon does
+/// at start, and prints what they hold.
+fn check_probe_sets(cfg: &probewatch::config::Config) -> Result<()> {
+    use probewatch::source::probeset::ProbeSet;
+    for run in &cfg.runs {
+        if run.probes.is_empty() {
+            continue;
+        }
+        println!("\nprobe sets of run {}:", run.name);
+        for p in &run.probes {
+            let set = ProbeSet::load(&p.task, &p.files)
+                .with_context(|| format!("run '{}': task '{}'", run.name, p.task.name))?;
+            let mut per_split = vec![0usize; set.splits.len()];
+            for item in &set.items {
+                per_split[usize::from(item.split)] += 1;
+            }
+            let splits: Vec<String> = set
+                .splits
+                .iter()
+                .zip(&per_split)
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            println!(
+                "  {}: {} items ({}) over {} sentences, {} labels",
+                p.task.name,
+                set.items.len(),
+                splits.join(", "),
+                set.sentences.len(),
+                set.label_names.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn extract(args: &ExtractArgs, threads: usize) -> Result<()> {
     use probewatch::source::encoder::Encoder;
     use probewatch::source::extract::{encode_dump, extract};
-    use probewatch::source::probeset::tokens::{ProbeTokenizer, TokenizeOptions, WordPooling};
+    use probewatch::source::probeset::tokens::{
+        ProbeTokenizer, SentencePooling, TokenizeOptions, WordPooling,
+    };
     use probewatch::source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
+    let ExtractArgs {
+        model,
+        probe_sets,
+        task,
+        tokenizer,
+        word_pooling,
+        sentence_pooling,
+        step,
+        out,
+    } = args;
+    let (model, out, step) = (model.as_path(), out.as_path(), *step);
     let t = std::time::Instant::now();
     let spec: TaskSpec = task.parse()?;
     let sources = probe_sets
@@ -516,11 +551,15 @@ fn extract(
         .collect::<Result<Vec<_>, _>>()?;
     let set = ProbeSet::load(&spec, &sources)?;
     let encoder = Encoder::load(model)?;
-    let tok_path = tokenizer.unwrap_or_else(|| model.join("tokenizer.json"));
+    let tok_path = tokenizer.clone().unwrap_or_else(|| model.join("tokenizer.json"));
     let mut opts = TokenizeOptions::new(encoder.max_positions());
     opts.word_pooling = match word_pooling {
         WordPoolingArg::First => WordPooling::First,
         WordPoolingArg::Mean => WordPooling::Mean,
+    };
+    opts.sentence_pooling = match sentence_pooling {
+        SentencePoolingArg::Cls => SentencePooling::Cls,
+        SentencePoolingArg::Mean => SentencePooling::Mean,
     };
     let tok = ProbeTokenizer::from_file(&tok_path, opts)?;
     let task = extract(&encoder, &tok, &set, threads)?;
