@@ -67,6 +67,9 @@ pub struct LayerSnapshot {
     pub clusters: u64,
     /// Number of labels present in the train split.
     pub labels: u64,
+    /// Number of DirectProbe clusters of the train split at the baseline
+    /// checkpoint (`None` before a baseline exists).
+    pub clusters_baseline: Option<u64>,
     /// RMS distance of the train points to their mean.
     pub scale: f64,
     /// One entry per label.
@@ -103,6 +106,9 @@ pub struct LabelSnapshot {
     pub min_distance: Option<f64>,
     /// `min_distance` divided by the layer's scale.
     pub min_distance_normalized: Option<f64>,
+    /// Largest `min_distance_normalized` of the label over every analysed
+    /// checkpoint of the run up to this one, this one included.
+    pub min_distance_normalized_best: Option<f64>,
     /// `min_distance` of the label at the baseline checkpoint
     /// (representation units).
     pub min_distance_baseline: Option<f64>,
@@ -208,9 +214,11 @@ enum Fam {
     CheckpointTimestamp,
     Clusters,
     Labels,
+    ClustersBaseline,
     LayerScale,
     LabelMinDistance,
     LabelMinDistanceNormalized,
+    LabelMinDistanceNormalizedBest,
     LabelMinDistanceBaseline,
     LabelMinDistanceChangeRatio,
     LabelClusters,
@@ -230,14 +238,16 @@ enum Fam {
 
 /// The families the collector writes, in exposition order; `Fam as usize` is
 /// the index (tested).
-const SNAPSHOT_FAMILIES: [Fam; 17] = [
+const SNAPSHOT_FAMILIES: [Fam; 19] = [
     Fam::CheckpointStep,
     Fam::CheckpointTimestamp,
     Fam::Clusters,
     Fam::Labels,
+    Fam::ClustersBaseline,
     Fam::LayerScale,
     Fam::LabelMinDistance,
     Fam::LabelMinDistanceNormalized,
+    Fam::LabelMinDistanceNormalizedBest,
     Fam::LabelMinDistanceBaseline,
     Fam::LabelMinDistanceChangeRatio,
     Fam::LabelClusters,
@@ -276,6 +286,11 @@ impl Fam {
                 Gauge,
                 "Number of labels present in the layer's train split at the newest checkpoint.",
             ),
+            Fam::ClustersBaseline => (
+                "probewatch_clusters_baseline",
+                Gauge,
+                "Number of DirectProbe clusters of the layer's train split at the baseline checkpoint.",
+            ),
             Fam::LayerScale => (
                 "probewatch_layer_scale",
                 Gauge,
@@ -290,6 +305,11 @@ impl Fam {
                 "probewatch_label_min_distance_normalized",
                 Gauge,
                 "Smallest label distance from this label to any other label divided by the layer scale, dimensionless.",
+            ),
+            Fam::LabelMinDistanceNormalizedBest => (
+                "probewatch_label_min_distance_normalized_best",
+                Gauge,
+                "Largest normalized smallest label distance of this label over the run's analysed checkpoints up to the newest, dimensionless.",
             ),
             Fam::LabelMinDistanceBaseline => (
                 "probewatch_label_min_distance_baseline",
@@ -456,11 +476,18 @@ fn gather<'a>(runs: &'a [Arc<RunSnapshot>]) -> Vec<Vec<Sample<'a>>> {
             };
             push(Fam::Clusters, base(), Value::Count(l.clusters));
             push(Fam::Labels, base(), Value::Count(l.labels));
+            if let Some(n) = l.clusters_baseline {
+                push(Fam::ClustersBaseline, base(), Value::Count(n));
+            }
             push(Fam::LayerScale, base(), Value::Real(l.scale));
             for s in &l.label_stats {
                 let per_label = [
                     (Fam::LabelMinDistance, s.min_distance),
                     (Fam::LabelMinDistanceNormalized, s.min_distance_normalized),
+                    (
+                        Fam::LabelMinDistanceNormalizedBest,
+                        s.min_distance_normalized_best,
+                    ),
                     (Fam::LabelMinDistanceBaseline, s.min_distance_baseline),
                     (Fam::LabelMinDistanceChangeRatio, s.change_ratio),
                     (Fam::CentroidMovement, s.centroid_movement),
@@ -727,6 +754,7 @@ mod tests {
             label: name.to_owned(),
             min_distance: Some(d),
             min_distance_normalized: Some(d / 2.0),
+            min_distance_normalized_best: Some(d),
             min_distance_baseline: Some(d + 1.0),
             change_ratio: Some(-0.25),
             clusters: 2,
@@ -745,6 +773,7 @@ mod tests {
                 layer: 3,
                 clusters: 10 + step,
                 labels: labels.len() as u64,
+                clusters_baseline: Some(9),
                 scale: 2.0 * x,
                 label_stats: labels.iter().map(|l| label(l, x)).collect(),
                 similarity_baseline: Some(0.9),
@@ -782,12 +811,17 @@ mod tests {
         );
         assert_eq!(value(&s, "probewatch_clusters", &layer), 14.0);
         assert_eq!(value(&s, "probewatch_labels", &layer), 2.0);
+        assert_eq!(value(&s, "probewatch_clusters_baseline", &layer), 9.0);
         assert_eq!(value(&s, "probewatch_layer_scale", &layer), 8.0);
         let noun = [run, ("task", "upos"), ("layer", "3"), ("label", "NOUN")];
         assert_eq!(value(&s, "probewatch_label_min_distance", &noun), 4.0);
         assert_eq!(
             value(&s, "probewatch_label_min_distance_normalized", &noun),
             2.0
+        );
+        assert_eq!(
+            value(&s, "probewatch_label_min_distance_normalized_best", &noun),
+            4.0
         );
         assert_eq!(
             value(&s, "probewatch_label_min_distance_baseline", &noun),
@@ -898,6 +932,8 @@ mod tests {
         layer.label_pairs = None;
         layer.label_stats[1].change_ratio = None;
         layer.label_stats[1].min_distance_baseline = None;
+        layer.label_stats[1].min_distance_normalized_best = None;
+        layer.clusters_baseline = None;
         layer.label_stats[1].centroid_movement = Some(f64::INFINITY);
         m.publish(snap);
         let text = m.encode().unwrap();
@@ -909,12 +945,14 @@ mod tests {
             "probewatch_labels_min_distance_increased",
             "probewatch_labels_min_distance_decreased",
             "probewatch_label_pair_distance",
+            "probewatch_clusters_baseline",
         ] {
             assert!(!text.contains(gone), "{gone} exported:\n{text}");
         }
         for (name, n) in [
             ("probewatch_label_min_distance_change_ratio", 1),
             ("probewatch_label_min_distance_baseline", 1),
+            ("probewatch_label_min_distance_normalized_best", 1),
             ("probewatch_centroid_movement", 1),
             ("probewatch_label_min_distance", 2),
         ] {
