@@ -5,6 +5,7 @@
 //! query names exists in probewatch's exposition. `tests/prometheus_live.rs`
 //! runs the same queries against a real Prometheus.
 
+#[allow(dead_code)] // shared with tests/prometheus_live.rs
 #[path = "common/grafana.rs"]
 mod grafana;
 
