@@ -1129,6 +1129,43 @@ mod tests {
     }
 
     #[test]
+    fn history_groups_families_orders_samples_by_time_and_ends_with_eof() {
+        let mut late = snapshot("r", 2, &["NOUN"]);
+        late.layers[0].label_stats[0].min_distance = Some(0.25);
+        let mut early = snapshot("r", 1, &["NOUN"]);
+        early.layers[0].label_stats[0].min_distance = Some(0.5);
+        // Out of order, and a third snapshot at the same millisecond.
+        let mut same = snapshot("r", 3, &["NOUN"]);
+        same.layers[0].label_stats[0].min_distance = Some(0.125);
+        let text = encode_history(&[(1.7e9 + 60.0, late), (1.7e9, early), (1.7e9 + 60.0, same)]);
+        assert!(text.ends_with("\n# EOF\n"), "{text}");
+        assert!(!text.contains("probewatch_build_info"), "{text}");
+        let name = "probewatch_label_min_distance{";
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(name)).collect();
+        let labels = r#"run="r",task="upos",layer="3",label="NOUN""#;
+        assert_eq!(
+            lines,
+            [
+                format!("probewatch_label_min_distance{{{labels}}} 0.5 1700000000.000"),
+                format!("probewatch_label_min_distance{{{labels}}} 0.25 1700000060.000"),
+                format!("probewatch_label_min_distance{{{labels}}} 0.125 1700000060.001"),
+            ]
+        );
+        // Each family once, with its live type and help.
+        assert_eq!(
+            text.matches("# TYPE probewatch_label_min_distance gauge\n")
+                .count(),
+            1
+        );
+        assert!(text.contains(
+            "# HELP probewatch_checkpoint_step Training step of the run's newest analysed checkpoint, in steps.\n"
+        ));
+        assert!(text.contains("probewatch_checkpoint_step{run=\"r\"} 1 1700000000.000\n"));
+        let escaped = encode_history(&[(0.0, snapshot("a\"b\\c\nd", 1, &["X"]))]);
+        assert!(escaped.contains(r#"run="a\"b\\c\nd""#), "{escaped}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let m = Metrics::new();
         m.publish(snapshot("we\"ird\\run", 1, &["a\nb"]));
