@@ -180,3 +180,47 @@ pub fn export(store: &Store, db: &Path, options: &ExportOptions) -> Result<Expor
         span,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_run_names_the_runs_the_store_holds() {
+        let store = Store::open_in_memory().unwrap();
+        let db = Path::new("history.sqlite");
+        let options = ExportOptions {
+            run: Some("nope".to_owned()),
+            ..ExportOptions::default()
+        };
+        let err = export(&store, db, &options).unwrap_err().to_string();
+        assert_eq!(err, "history.sqlite: no run named 'nope' (runs: none)");
+        store.upsert_run("a", Path::new("/runs/a"), "{}").unwrap();
+        store.upsert_run("b", Path::new("/runs/b"), "{}").unwrap();
+        let err = export(&store, db, &options).unwrap_err().to_string();
+        assert!(err.ends_with("(runs: a, b)"), "{err}");
+    }
+
+    #[test]
+    fn a_run_without_checkpoints_exports_an_empty_document() {
+        let store = Store::open_in_memory().unwrap();
+        store.upsert_run("a", Path::new("/runs/a"), "{}").unwrap();
+        let out = export(&store, Path::new("h"), &ExportOptions::default()).unwrap();
+        assert_eq!(out.text, "# EOF\n");
+        assert_eq!(out.runs, [("a".to_owned(), 0)]);
+        assert_eq!(out.span, None);
+    }
+
+    #[test]
+    fn a_missing_store_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("missing.sqlite");
+        let err = export_store(&db, &ExportOptions::default()).unwrap_err();
+        assert!(matches!(err, ExportError::NoStore(_)), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("missing.sqlite: no such history database")
+        );
+        assert!(!db.exists());
+    }
+}

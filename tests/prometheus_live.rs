@@ -528,6 +528,32 @@ fn a_backfilled_history_is_queried_back_at_each_checkpoints_time() {
     let text = std::fs::read_to_string(&om).expect("the export");
     assert!(text.ends_with("# EOF\n"), "no # EOF");
 
+    // With `--timestamps analysis` the same samples carry the time their
+    // analysis finished: during this test, not three hours ago.
+    let out = Command::new(daemon::exe())
+        .args(["export-openmetrics", "--timestamps", "analysis", "--store"])
+        .arg(dir.path().join("store.sqlite"))
+        .output()
+        .expect("running export-openmetrics");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let analysed = String::from_utf8(out.stdout).expect("UTF-8");
+    let step_times: Vec<f64> = analysed
+        .lines()
+        .filter(|l| l.starts_with("probewatch_checkpoint_step{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().expect("a timestamp"))
+        .collect();
+    assert_eq!(step_times.len(), steps.len(), "{analysed}");
+    for t in &step_times {
+        assert!(
+            *t >= now - 1.0 && *t <= unix_now(),
+            "analysis time {t}, test began {now}"
+        );
+    }
+
     let tsdb = dir.path().join("tsdb");
     let out = Command::new(&promtool)
         .args(["tsdb", "create-blocks-from", "openmetrics"])
