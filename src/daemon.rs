@@ -342,13 +342,42 @@ pub async fn run(
 }
 
 /// Reference layers (with centroids) of one checkpoint, by (task, layer).
-type Layers = BTreeMap<(String, usize), LayerReport>;
+pub(crate) type Layers = BTreeMap<(String, usize), LayerReport>;
 
 /// A checkpoint's reference data held in memory.
 #[derive(Clone)]
-struct Reference {
-    step: u64,
-    layers: Arc<Layers>,
+pub(crate) struct Reference {
+    pub(crate) step: u64,
+    pub(crate) layers: Arc<Layers>,
+}
+
+/// Each label's largest normalized min distance over the checkpoints folded
+/// in so far, by (task, layer, label name): the `…_normalized_best` gauge.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Best(BTreeMap<(String, usize, String), f64>);
+
+impl Best {
+    /// Takes one checkpoint's normalized min distances into account.
+    pub(crate) fn fold(&mut self, reference: &Reference) {
+        for ((task, layer), r) in reference.layers.iter() {
+            for (l, name) in label_names(r).into_iter().enumerate() {
+                let Some(d) = r.min_label_distance_normalized.get(l).copied().flatten() else {
+                    continue;
+                };
+                if !d.is_finite() {
+                    continue;
+                }
+                let best = self.0.entry((task.clone(), *layer, name)).or_insert(d);
+                *best = best.max(d);
+            }
+        }
+    }
+
+    fn get(&self, task: &str, layer: usize, label: &str) -> Option<f64> {
+        self.0
+            .get(&(task.to_owned(), layer, label.to_owned()))
+            .copied()
+    }
 }
 
 /// One job's result.
@@ -409,6 +438,8 @@ struct RunState {
     id: RunId,
     baseline: Option<Reference>,
     latest: Option<Reference>,
+    /// Best-so-far normalized min distances over every analysed checkpoint.
+    best: Best,
     memory: BTreeMap<String, TaskMemory>,
     queue: BTreeMap<(u64, PathBuf), Candidate>,
 }
@@ -513,6 +544,15 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
     let latest_row = store.latest_done(id)?;
     let latest = latest_row.as_ref().map(&load).transpose()?;
     let (done, failed) = store.counts(id)?;
+    // Every stored checkpoint counts towards the best-so-far distances.
+    let mut best = Best::default();
+    if latest_row.is_some() {
+        for row in store.checkpoints(id)? {
+            if row.status == CheckpointStatus::Done {
+                best.fold(&load(&row)?);
+            }
+        }
+    }
     info!(run = %cfg.name, done, failed, baseline = ?baseline.as_ref().map(|b| b.step), latest = ?latest.as_ref().map(|l| l.step), "run restored");
     if let (Some(row), Some(l)) = (&latest_row, &latest) {
         let previous = store
@@ -520,12 +560,14 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
             .map(|r| load(&r))
             .transpose()?;
         let snap = snapshot(
-            cfg,
+            &cfg.name,
+            cfg.export_label_pairs,
             row.step,
             row.mtime_ns,
             l,
             baseline.as_ref(),
             previous.as_ref(),
+            &best,
         );
         shared.metrics.publish(snap);
     }
@@ -534,6 +576,7 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
         id,
         baseline,
         latest,
+        best,
         memory: BTreeMap::new(),
         queue: BTreeMap::new(),
     })
@@ -600,14 +643,18 @@ fn layer_record(
     }
 }
 
-/// The metrics snapshot of one checkpoint.
-fn snapshot(
-    cfg: &RunConfig,
+/// The metrics snapshot of one checkpoint of `run` (with label-pair series
+/// when `label_pairs`); `best` must already hold `now`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn snapshot(
+    run: &str,
+    label_pairs: bool,
     step: u64,
     mtime_ns: i64,
     now: &Reference,
     baseline: Option<&Reference>,
     previous: Option<&Reference>,
+    best: &Best,
 ) -> RunSnapshot {
     let mut layers = Vec::new();
     for ((task, layer), r) in now.layers.iter() {
@@ -634,6 +681,7 @@ fn snapshot(
                 label: name.clone(),
                 min_distance: Some(d),
                 min_distance_normalized: dn,
+                min_distance_normalized_best: best.get(task, *layer, name).or(dn),
                 min_distance_baseline: if baseline.is_some_and(|b| b.step == step) {
                     Some(d)
                 } else {
@@ -654,7 +702,7 @@ fn snapshot(
                 },
             });
         }
-        let label_pairs = cfg.export_label_pairs.then(|| {
+        let label_pairs = label_pairs.then(|| {
             r.label_distance
                 .iter()
                 .map(|&(a, b, d)| (names[a as usize].clone(), names[b as usize].clone(), d))
@@ -665,6 +713,9 @@ fn snapshot(
             layer: *layer as u32,
             clusters: r.clusters as u64,
             labels: r.labels_present as u64,
+            clusters_baseline: baseline
+                .and_then(|b| b.layers.get(&(task.clone(), *layer)))
+                .map(|b| b.clusters as u64),
             scale: r.scale,
             label_stats,
             similarity_baseline: if baseline.is_some_and(|b| b.step == step) {
@@ -681,7 +732,7 @@ fn snapshot(
         });
     }
     RunSnapshot {
-        run: cfg.name.clone(),
+        run: run.to_owned(),
         step,
         timestamp_seconds: mtime_ns as f64 / 1e9,
         layers,
@@ -1098,7 +1149,11 @@ fn load_previous(shared: &Shared, cfg: &RunConfig, run: RunId, step: u64) -> Opt
 
 /// A stored checkpoint's layers as an in-memory reference (unreadable
 /// layer reports are logged and left out).
-fn load_reference(store: &Store, run: &str, row: &CheckpointRow) -> Result<Reference, DaemonError> {
+pub(crate) fn load_reference(
+    store: &Store,
+    run: &str,
+    row: &CheckpointRow,
+) -> Result<Reference, DaemonError> {
     let mut layers = Layers::new();
     for rec in store.layers(row.id)? {
         match reference_layer(&rec) {
@@ -1176,6 +1231,7 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
             if a.is_baseline {
                 state.baseline = Some(reference.clone());
             }
+            state.best.fold(&reference);
             info!(
                 run = %name,
                 step = o.candidate.step,
@@ -1194,12 +1250,14 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
                 let previous = state.latest.replace(reference.clone());
                 let previous = previous.filter(|p| p.step < reference.step);
                 let snap = snapshot(
-                    &state.cfg,
+                    &state.cfg.name,
+                    state.cfg.export_label_pairs,
                     o.candidate.step,
                     mtime_ns(o.candidate.mtime),
                     &reference,
                     state.baseline.as_ref(),
                     previous.as_ref(),
+                    &state.best,
                 );
                 shared.metrics.publish(snap);
             } else {

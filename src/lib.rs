@@ -16,6 +16,7 @@ pub mod analysis;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod export;
 pub mod geometry;
 pub mod metrics;
 pub mod server;

@@ -169,6 +169,32 @@ enum Command {
         #[arg(long, default_value = "../shared/data/dumps")]
         data: PathBuf,
     },
+    /// Print the stored history as OpenMetrics, each checkpoint's samples at
+    /// its own time, for `promtool tsdb create-blocks-from openmetrics`.
+    ExportOpenmetrics {
+        /// The history database (the `store` of the configuration).
+        #[arg(long)]
+        store: PathBuf,
+        /// Only this run (default: every run in the store).
+        #[arg(long)]
+        run: Option<String>,
+        /// Time of each checkpoint's samples: the checkpoint file's
+        /// modification time, or when its analysis finished.
+        #[arg(long, value_enum, default_value = "checkpoint")]
+        timestamps: TimestampsArg,
+        /// Include per-label-pair distances (K(K-1)/2 series per layer).
+        #[arg(long)]
+        label_pairs: bool,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TimestampsArg {
+    Checkpoint,
+    Analysis,
 }
 
 fn main() -> ExitCode {
@@ -313,6 +339,35 @@ fn run(cli: Cli) -> Result<()> {
                 )
                 .with_context(|| format!("benchmark case {name}"))?;
                 bench::print_row(&mut out, &r)?;
+            }
+            Ok(())
+        }
+        Command::ExportOpenmetrics {
+            store,
+            run,
+            timestamps,
+            label_pairs,
+            out,
+        } => {
+            let options = probewatch::export::ExportOptions {
+                run,
+                label_pairs,
+                timestamps: match timestamps {
+                    TimestampsArg::Checkpoint => probewatch::export::Timestamps::Checkpoint,
+                    TimestampsArg::Analysis => probewatch::export::Timestamps::Analysis,
+                },
+            };
+            let exported = probewatch::export::export_store(&store, &options)?;
+            match &out {
+                Some(path) => std::fs::write(path, &exported.text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout()
+                    .lock()
+                    .write_all(exported.text.as_bytes())
+                    .context("writing to stdout")?,
+            }
+            for (run, n) in &exported.runs {
+                eprintln!("probewatch: exported run {run}: {n} checkpoints");
             }
             Ok(())
         }

@@ -67,6 +67,9 @@ pub struct LayerSnapshot {
     pub clusters: u64,
     /// Number of labels present in the train split.
     pub labels: u64,
+    /// Number of DirectProbe clusters of the train split at the baseline
+    /// checkpoint (`None` before a baseline exists).
+    pub clusters_baseline: Option<u64>,
     /// RMS distance of the train points to their mean.
     pub scale: f64,
     /// One entry per label.
@@ -103,6 +106,9 @@ pub struct LabelSnapshot {
     pub min_distance: Option<f64>,
     /// `min_distance` divided by the layer's scale.
     pub min_distance_normalized: Option<f64>,
+    /// Largest `min_distance_normalized` of the label over every analysed
+    /// checkpoint of the run up to this one, this one included.
+    pub min_distance_normalized_best: Option<f64>,
     /// `min_distance` of the label at the baseline checkpoint
     /// (representation units).
     pub min_distance_baseline: Option<f64>,
@@ -208,9 +214,11 @@ enum Fam {
     CheckpointTimestamp,
     Clusters,
     Labels,
+    ClustersBaseline,
     LayerScale,
     LabelMinDistance,
     LabelMinDistanceNormalized,
+    LabelMinDistanceNormalizedBest,
     LabelMinDistanceBaseline,
     LabelMinDistanceChangeRatio,
     LabelClusters,
@@ -230,14 +238,16 @@ enum Fam {
 
 /// The families the collector writes, in exposition order; `Fam as usize` is
 /// the index (tested).
-const SNAPSHOT_FAMILIES: [Fam; 17] = [
+const SNAPSHOT_FAMILIES: [Fam; 19] = [
     Fam::CheckpointStep,
     Fam::CheckpointTimestamp,
     Fam::Clusters,
     Fam::Labels,
+    Fam::ClustersBaseline,
     Fam::LayerScale,
     Fam::LabelMinDistance,
     Fam::LabelMinDistanceNormalized,
+    Fam::LabelMinDistanceNormalizedBest,
     Fam::LabelMinDistanceBaseline,
     Fam::LabelMinDistanceChangeRatio,
     Fam::LabelClusters,
@@ -276,6 +286,11 @@ impl Fam {
                 Gauge,
                 "Number of labels present in the layer's train split at the newest checkpoint.",
             ),
+            Fam::ClustersBaseline => (
+                "probewatch_clusters_baseline",
+                Gauge,
+                "Number of DirectProbe clusters of the layer's train split at the baseline checkpoint.",
+            ),
             Fam::LayerScale => (
                 "probewatch_layer_scale",
                 Gauge,
@@ -290,6 +305,11 @@ impl Fam {
                 "probewatch_label_min_distance_normalized",
                 Gauge,
                 "Smallest label distance from this label to any other label divided by the layer scale, dimensionless.",
+            ),
+            Fam::LabelMinDistanceNormalizedBest => (
+                "probewatch_label_min_distance_normalized_best",
+                Gauge,
+                "Largest normalized smallest label distance of this label over the run's analysed checkpoints up to the newest, dimensionless.",
             ),
             Fam::LabelMinDistanceBaseline => (
                 "probewatch_label_min_distance_baseline",
@@ -456,11 +476,18 @@ fn gather<'a>(runs: &'a [Arc<RunSnapshot>]) -> Vec<Vec<Sample<'a>>> {
             };
             push(Fam::Clusters, base(), Value::Count(l.clusters));
             push(Fam::Labels, base(), Value::Count(l.labels));
+            if let Some(n) = l.clusters_baseline {
+                push(Fam::ClustersBaseline, base(), Value::Count(n));
+            }
             push(Fam::LayerScale, base(), Value::Real(l.scale));
             for s in &l.label_stats {
                 let per_label = [
                     (Fam::LabelMinDistance, s.min_distance),
                     (Fam::LabelMinDistanceNormalized, s.min_distance_normalized),
+                    (
+                        Fam::LabelMinDistanceNormalizedBest,
+                        s.min_distance_normalized_best,
+                    ),
                     (Fam::LabelMinDistanceBaseline, s.min_distance_baseline),
                     (Fam::LabelMinDistanceChangeRatio, s.change_ratio),
                     (Fam::CentroidMovement, s.centroid_movement),
@@ -690,6 +717,91 @@ fn run_labels(run: &str) -> RunLabels {
     }
 }
 
+/// The history of runs as an OpenMetrics document for backfilling
+/// (`promtool tsdb create-blocks-from openmetrics`): every snapshot family
+/// of the live exposition except `probewatch_build_info`, with the same
+/// names, help texts and labels, each sample carrying the time given with
+/// its snapshot (seconds since the Unix epoch, kept to the millisecond).
+///
+/// Families come once each, every series' samples in increasing time
+/// order (as promtool requires); two snapshots of a run at the same
+/// millisecond would give a series two samples at one time, so a later one
+/// is moved 1 ms past the one before. Process counters, the duration
+/// histogram and the queue depth are left out: they describe a process,
+/// not the stored history. Ends with `# EOF`.
+pub fn encode_history(points: &[(f64, RunSnapshot)]) -> String {
+    use std::fmt::Write as _;
+    // Per family: series (rendered label set) → (time in ms, value text).
+    let mut families: Vec<BTreeMap<String, Vec<(i64, String)>>> =
+        SNAPSHOT_FAMILIES.iter().map(|_| BTreeMap::new()).collect();
+    for (seconds, snapshot) in points {
+        let ms = (seconds * 1000.0).round() as i64;
+        let one = [Arc::new(snapshot.clone())];
+        for (i, samples) in gather(&one).into_iter().enumerate() {
+            if SNAPSHOT_FAMILIES[i] == Fam::BuildInfo {
+                continue;
+            }
+            for s in samples {
+                let mut labels = String::new();
+                for (k, v) in &s.labels {
+                    let sep = if labels.is_empty() { "" } else { "," };
+                    let _ = write!(labels, "{sep}{k}=\"{}\"", escape_label_value(v));
+                }
+                let value = match s.value {
+                    Value::Count(v) => v.to_string(),
+                    Value::Real(v) => format!("{v:?}"),
+                };
+                families[i].entry(labels).or_default().push((ms, value));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (fam, series) in SNAPSHOT_FAMILIES.iter().zip(families) {
+        if series.is_empty() {
+            continue;
+        }
+        let (name, _, help) = fam.spec();
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        for (labels, mut points) in series {
+            points.sort_by_key(|(ms, _)| *ms);
+            let mut last: Option<i64> = None;
+            for (ms, value) in points {
+                let ms = match last {
+                    Some(l) if ms <= l => l + 1,
+                    _ => ms,
+                };
+                last = Some(ms);
+                let sign = if ms < 0 { "-" } else { "" };
+                let abs = ms.unsigned_abs();
+                let _ = writeln!(
+                    out,
+                    "{name}{{{labels}}} {value} {sign}{}.{:03}",
+                    abs / 1000,
+                    abs % 1000
+                );
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// A label value escaped as the exposition formats require (`\\`, `\"`,
+/// `\n`).
+fn escape_label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,6 +839,7 @@ mod tests {
             label: name.to_owned(),
             min_distance: Some(d),
             min_distance_normalized: Some(d / 2.0),
+            min_distance_normalized_best: Some(d),
             min_distance_baseline: Some(d + 1.0),
             change_ratio: Some(-0.25),
             clusters: 2,
@@ -745,6 +858,7 @@ mod tests {
                 layer: 3,
                 clusters: 10 + step,
                 labels: labels.len() as u64,
+                clusters_baseline: Some(9),
                 scale: 2.0 * x,
                 label_stats: labels.iter().map(|l| label(l, x)).collect(),
                 similarity_baseline: Some(0.9),
@@ -782,12 +896,17 @@ mod tests {
         );
         assert_eq!(value(&s, "probewatch_clusters", &layer), 14.0);
         assert_eq!(value(&s, "probewatch_labels", &layer), 2.0);
+        assert_eq!(value(&s, "probewatch_clusters_baseline", &layer), 9.0);
         assert_eq!(value(&s, "probewatch_layer_scale", &layer), 8.0);
         let noun = [run, ("task", "upos"), ("layer", "3"), ("label", "NOUN")];
         assert_eq!(value(&s, "probewatch_label_min_distance", &noun), 4.0);
         assert_eq!(
             value(&s, "probewatch_label_min_distance_normalized", &noun),
             2.0
+        );
+        assert_eq!(
+            value(&s, "probewatch_label_min_distance_normalized_best", &noun),
+            4.0
         );
         assert_eq!(
             value(&s, "probewatch_label_min_distance_baseline", &noun),
@@ -898,6 +1017,8 @@ mod tests {
         layer.label_pairs = None;
         layer.label_stats[1].change_ratio = None;
         layer.label_stats[1].min_distance_baseline = None;
+        layer.label_stats[1].min_distance_normalized_best = None;
+        layer.clusters_baseline = None;
         layer.label_stats[1].centroid_movement = Some(f64::INFINITY);
         m.publish(snap);
         let text = m.encode().unwrap();
@@ -909,12 +1030,14 @@ mod tests {
             "probewatch_labels_min_distance_increased",
             "probewatch_labels_min_distance_decreased",
             "probewatch_label_pair_distance",
+            "probewatch_clusters_baseline",
         ] {
             assert!(!text.contains(gone), "{gone} exported:\n{text}");
         }
         for (name, n) in [
             ("probewatch_label_min_distance_change_ratio", 1),
             ("probewatch_label_min_distance_baseline", 1),
+            ("probewatch_label_min_distance_normalized_best", 1),
             ("probewatch_centroid_movement", 1),
             ("probewatch_label_min_distance", 2),
         ] {
@@ -1003,6 +1126,43 @@ mod tests {
         assert_eq!(samples(&s, "probewatch_label_min_distance", &[]).len(), 1);
         let test = [("split", "test")];
         assert_eq!(value(&s, "probewatch_probe_accuracy", &test), 0.75);
+    }
+
+    #[test]
+    fn history_groups_families_orders_samples_by_time_and_ends_with_eof() {
+        let mut late = snapshot("r", 2, &["NOUN"]);
+        late.layers[0].label_stats[0].min_distance = Some(0.25);
+        let mut early = snapshot("r", 1, &["NOUN"]);
+        early.layers[0].label_stats[0].min_distance = Some(0.5);
+        // Out of order, and a third snapshot at the same millisecond.
+        let mut same = snapshot("r", 3, &["NOUN"]);
+        same.layers[0].label_stats[0].min_distance = Some(0.125);
+        let text = encode_history(&[(1.7e9 + 60.0, late), (1.7e9, early), (1.7e9 + 60.0, same)]);
+        assert!(text.ends_with("\n# EOF\n"), "{text}");
+        assert!(!text.contains("probewatch_build_info"), "{text}");
+        let name = "probewatch_label_min_distance{";
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(name)).collect();
+        let labels = r#"run="r",task="upos",layer="3",label="NOUN""#;
+        assert_eq!(
+            lines,
+            [
+                format!("probewatch_label_min_distance{{{labels}}} 0.5 1700000000.000"),
+                format!("probewatch_label_min_distance{{{labels}}} 0.25 1700000060.000"),
+                format!("probewatch_label_min_distance{{{labels}}} 0.125 1700000060.001"),
+            ]
+        );
+        // Each family once, with its live type and help.
+        assert_eq!(
+            text.matches("# TYPE probewatch_label_min_distance gauge\n")
+                .count(),
+            1
+        );
+        assert!(text.contains(
+            "# HELP probewatch_checkpoint_step Training step of the run's newest analysed checkpoint, in steps.\n"
+        ));
+        assert!(text.contains("probewatch_checkpoint_step{run=\"r\"} 1 1700000000.000\n"));
+        let escaped = encode_history(&[(0.0, snapshot("a\"b\\c\nd", 1, &["X"]))]);
+        assert!(escaped.contains(r#"run="a\"b\\c\nd""#), "{escaped}");
     }
 
     #[test]
