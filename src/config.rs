@@ -62,6 +62,14 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The runs to watch: at least one, names unique.
     pub runs: Vec<RunConfig>,
+    /// The exporter-toolkit web config file (TLS, basic auth) of the
+    /// listener, absolute (`web_config`; `--web.config.file` overrides it).
+    /// Read and checked by [`crate::web_config::load`] at start.
+    pub web_config: Option<PathBuf>,
+    /// This replica's share of every run's (task, layer) pairs; never set
+    /// by the file (`--shard`, `PROBEWATCH_SHARD` or the host name's
+    /// ordinal, see [`crate::shard`]). `None`: every pair.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// One watched fine-tuning run.
@@ -446,6 +454,7 @@ struct RawConfig {
     store: Option<Spanned<PathBuf>>,
     workers: Option<Spanned<usize>>,
     log_format: Option<LogFormat>,
+    web_config: Option<Spanned<PathBuf>>,
     run: Option<Spanned<Vec<Spanned<RawRun>>>>,
 }
 
@@ -486,6 +495,10 @@ impl RawConfig {
             None => dir.join(DEFAULT_STORE),
             Some(value) => resolve(ctx, value, "store", dir)?,
         };
+        let web_config = self
+            .web_config
+            .map(|value| resolve(ctx, value, "web_config", dir))
+            .transpose()?;
         let workers = match self.workers {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             Some(value) => positive(ctx, value, "workers")?,
@@ -524,6 +537,8 @@ impl RawConfig {
             workers,
             log_format: self.log_format.unwrap_or_default(),
             runs,
+            web_config,
+            shard: None,
         };
         Ok((config, spans))
     }
@@ -741,6 +756,18 @@ impl Config {
             "will be created"
         };
         writeln!(out, "store {} ({store_state})", self.store.display())?;
+        match &self.web_config {
+            None => writeln!(out, "web config none: plain HTTP, no authentication")?,
+            Some(web) => writeln!(out, "web config {}", web.display())?,
+        }
+        if let Some(shard) = self.shard {
+            writeln!(
+                out,
+                "shard {shard}: analyses every {}th (task, layer) pair of each checkpoint, from position {}",
+                shard.count(),
+                shard.index()
+            )?;
+        }
         writeln!(out, "workers {} analysis threads", self.workers)?;
         let log = match self.log_format {
             LogFormat::Human => "human-readable lines",

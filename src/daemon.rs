@@ -30,6 +30,7 @@ use crate::config::{Baseline, Config, Layout, Mode, QueuePolicy, RunConfig};
 use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 use crate::server::{ReadyFlags, ServerState};
+use crate::shard::Shard;
 use crate::source::dump::{ActivationDump, DumpError};
 use crate::store::{CheckpointRow, CheckpointStatus, LayerRecord, NewCheckpoint, RunId, Store};
 use crate::watch::{self, Candidate, Hint, ScanItem, Scanner};
@@ -60,6 +61,9 @@ pub enum DaemonError {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
+    /// The web config file (TLS, basic auth) cannot be used.
+    #[error(transparent)]
+    WebConfig(#[from] crate::web_config::WebConfigError),
 }
 
 /// What the daemon shares between its run loops.
@@ -67,6 +71,8 @@ struct Shared {
     store: Mutex<Store>,
     metrics: Arc<Metrics>,
     pool: rayon::ThreadPool,
+    /// This replica's share of the (task, layer) pairs; `None`: all.
+    shard: Option<Shard>,
 }
 
 /// Runs the daemon until `shutdown` turns true; then finishes the
@@ -80,9 +86,23 @@ pub async fn run(
     mut shutdown: tokio_watch::Receiver<bool>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), DaemonError> {
+    // A bad web config stops the start before anything else happens.
+    let web = match &config.web_config {
+        None => None,
+        Some(path) => {
+            let web = crate::web_config::load(path)?;
+            info!("{}", web.describe());
+            Some(Arc::new(web))
+        }
+    };
+    let scheme = web.as_ref().map_or("http", |w| w.scheme());
     let store = Store::open(&config.store)?;
     info!(store = %config.store.display(), "store open");
     let metrics = Arc::new(Metrics::new());
+    if let Some(shard) = config.shard {
+        metrics.set_shard(shard.index(), shard.count());
+        info!(%shard, "sharded: analysing this replica's share of the (task, layer) pairs");
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.workers)
         .thread_name(|i| format!("probewatch-analysis-{i}"))
@@ -95,6 +115,7 @@ pub async fn run(
         store: Mutex::new(store),
         metrics: metrics.clone(),
         pool,
+        shard: config.shard,
     });
     let ready = Arc::new(ReadyFlags::default());
     ready.set_store_open(true);
@@ -118,15 +139,16 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(DaemonError::Server)?;
-    info!(url = %format!("http://{addr}/metrics"), "serving metrics");
+    info!(url = %format!("{scheme}://{addr}/metrics"), "serving metrics");
     on_listening(addr);
     let mut server_shutdown = shutdown.clone();
-    let server = tokio::spawn(crate::server::serve(
+    let server = tokio::spawn(crate::server::serve_with(
         listener,
         ServerState {
             metrics: metrics.clone(),
             ready: ready.clone(),
         },
+        web,
         async move {
             stopped(&mut server_shutdown).await;
         },
@@ -300,6 +322,7 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
         "mode": format!("{:?}", cfg.mode),
         "tasks": cfg.tasks,
         "layers": cfg.layers,
+        "shard": shared.shard.map(|s| s.to_string()),
     })
     .to_string();
     let id = store.upsert_run(&cfg.name, &cfg.folder, &config_json)?;
@@ -543,6 +566,7 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
     let result = shared.pool.install(|| {
         analyse_checkpoint(
             cfg,
+            shared.shard,
             &candidate,
             &memory,
             &mut new_memory,
@@ -643,6 +667,7 @@ type Checked = (
 
 fn analyse_checkpoint(
     cfg: &RunConfig,
+    shard: Option<Shard>,
     candidate: &Candidate,
     memory: &BTreeMap<String, TaskMemory>,
     new_memory: &mut BTreeMap<String, TaskMemory>,
@@ -677,13 +702,41 @@ fn analyse_checkpoint(
         Mode::Exact => Partition::Recluster,
         Mode::FrozenPartition => Partition::Frozen,
     };
+    // Sharded: the layers of each task this replica owns (a task with none
+    // is skipped). The pair list comes from the run's `layers` when given,
+    // so a layer missing from the dump fails on the replica that owns it.
+    let owned: Option<BTreeMap<String, Vec<usize>>> = match shard {
+        None => None,
+        Some(shard) => {
+            let mut pairs = Vec::new();
+            for task in &tasks {
+                let task_layers = match &cfg.layers {
+                    Some(l) => l.clone(),
+                    None => dump.task(Some(task)).map_err(from_dump)?.layers.clone(),
+                };
+                pairs.extend(task_layers.into_iter().map(|l| (task.clone(), l)));
+            }
+            let mut by_task: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (task, layer) in shard.select(&pairs) {
+                by_task.entry(task).or_default().push(layer);
+            }
+            Some(by_task)
+        }
+    };
     let mut reports = Vec::new();
     let mut layers = Layers::new();
     let (mut bcmp, mut pcmp) = (BTreeMap::new(), BTreeMap::new());
     for task in tasks {
+        let task_layers = match &owned {
+            None => cfg.layers.clone(),
+            Some(owned) => match owned.get(&task) {
+                Some(l) => Some(l.clone()),
+                None => continue,
+            },
+        };
         let opts = AnalysisOptions {
             task: Some(task.clone()),
-            layers: cfg.layers.clone(),
+            layers: task_layers,
             measure,
             keep_centroids: true,
         };
