@@ -309,8 +309,7 @@ mod secure {
                     let (acceptor, tx) = (acceptor.clone(), tx.clone());
                     tokio::spawn(async move {
                         let _permit = permit;
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                         {
                             Ok(Ok(tls)) => {
                                 let _ = tx.send((tls, peer)).await;
@@ -365,11 +364,11 @@ mod secure {
                     Some((user, password)) => {
                         let auth = auth.clone();
                         match BCRYPT_PERMITS.acquire().await {
-                            Ok(_permit) => tokio::task::spawn_blocking(move || {
-                                auth.verify(&user, &password)
-                            })
-                            .await
-                            .unwrap_or(false),
+                            Ok(_permit) => {
+                                tokio::task::spawn_blocking(move || auth.verify(&user, &password))
+                                    .await
+                                    .unwrap_or(false)
+                            }
                             Err(_) => false,
                         }
                     }

@@ -129,11 +129,23 @@ mod tests {
     #[test]
     fn parses_and_refuses() {
         assert_eq!("1/3".parse::<Shard>(), Ok(Shard { index: 1, count: 3 }));
-        assert_eq!(" 0 / 1 ".parse::<Shard>().map(|s| s.to_string()), Ok("0/1".to_owned()));
-        assert!(matches!("3/3".parse::<Shard>(), Err(ShardError::Range { .. })));
-        assert!(matches!("0/0".parse::<Shard>(), Err(ShardError::Range { .. })));
+        assert_eq!(
+            " 0 / 1 ".parse::<Shard>().map(|s| s.to_string()),
+            Ok("0/1".to_owned())
+        );
+        assert!(matches!(
+            "3/3".parse::<Shard>(),
+            Err(ShardError::Range { .. })
+        ));
+        assert!(matches!(
+            "0/0".parse::<Shard>(),
+            Err(ShardError::Range { .. })
+        ));
         assert!(matches!("1".parse::<Shard>(), Err(ShardError::Syntax(_))));
-        assert!(matches!("-1/2".parse::<Shard>(), Err(ShardError::Syntax(_))));
+        assert!(matches!(
+            "-1/2".parse::<Shard>(),
+            Err(ShardError::Syntax(_))
+        ));
     }
 
     #[test]
@@ -185,8 +197,15 @@ mod tests {
         assert_eq!(s.select(&all), s.select(&reversed));
         assert_eq!(
             s.select(&all),
-            [("deprel", 0), ("deprel", 2), ("deprel", 10), ("upos", 0), ("upos", 2), ("upos", 10)]
-                .map(|(t, l)| (t.to_owned(), l))
+            [
+                ("deprel", 0),
+                ("deprel", 2),
+                ("deprel", 10),
+                ("upos", 0),
+                ("upos", 2),
+                ("upos", 10)
+            ]
+            .map(|(t, l)| (t.to_owned(), l))
         );
     }
 }

@@ -290,7 +290,10 @@ fn tls_config(
     for (key, given) in [
         ("cipher_suites", t.cipher_suites.is_some()),
         ("curve_preferences", t.curve_preferences.is_some()),
-        ("prefer_server_cipher_suites", t.prefer_server_cipher_suites.is_some()),
+        (
+            "prefer_server_cipher_suites",
+            t.prefer_server_cipher_suites.is_some(),
+        ),
     ] {
         if given {
             return Err(invalid(format!(
@@ -351,14 +354,12 @@ fn tls_config(
             "tls_server_config: min_version TLS{lo} is above max_version TLS{hi}"
         )));
     }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-        (12, &rustls::version::TLS12),
-        (13, &rustls::version::TLS13),
-    ]
-    .into_iter()
-    .filter(|(v, _)| (lo..=hi).contains(v))
-    .map(|(_, p)| p)
-    .collect();
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (lo..=hi).contains(v))
+            .map(|(_, p)| p)
+            .collect();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
@@ -396,11 +397,10 @@ fn tls_config(
                     ))
                 })?;
             }
-            let mut verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider,
-                );
+            let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
             if auth == ClientAuth::VerifyIfGiven {
                 verifier = verifier.allow_unauthenticated();
             }
@@ -638,17 +638,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let e = err("basic_auth_users:\n  alice: plain-text\n", d);
-        assert!(e.contains("web.yml") && e.contains("basic_auth_users.alice: not a bcrypt hash"), "{e}");
-        let e = err("tls_server_config:\n  cert_file: a.crt\n  keyfile: a.key\n", d);
+        assert!(
+            e.contains("web.yml") && e.contains("basic_auth_users.alice: not a bcrypt hash"),
+            "{e}"
+        );
+        let e = err(
+            "tls_server_config:\n  cert_file: a.crt\n  keyfile: a.key\n",
+            d,
+        );
         assert!(e.contains("unknown field `keyfile`"), "{e}");
         let e = err("tls_server_config:\n  key_file: a.key\n", d);
         assert!(e.contains("cert_file is missing"), "{e}");
-        let e = err("tls_server_config:\n  cert_file: none.crt\n  key_file: none.key\n", d);
+        let e = err(
+            "tls_server_config:\n  cert_file: none.crt\n  key_file: none.key\n",
+            d,
+        );
         assert!(e.contains("cannot read") && e.contains("none.crt"), "{e}");
         write(d, "junk.crt", "not pem\n");
         write(d, "junk.key", "not pem\n");
-        let e = err("tls_server_config:\n  cert_file: junk.crt\n  key_file: junk.key\n", d);
-        assert!(e.contains("junk.crt") && e.contains("no certificate"), "{e}");
+        let e = err(
+            "tls_server_config:\n  cert_file: junk.crt\n  key_file: junk.key\n",
+            d,
+        );
+        assert!(
+            e.contains("junk.crt") && e.contains("no certificate"),
+            "{e}"
+        );
         let e = err("http_server_config:\n  headers:\n    Server: x\n", d);
         assert!(e.contains("\"Server\" cannot be set"), "{e}");
         let e = err("http_server_config:\n  http2: true\n", d);
@@ -672,13 +687,25 @@ mod tests {
         assert_eq!(w.client_auth, ClientAuth::None);
         let e = err(&format!("{base}  min_version: TLS10\n"), d);
         assert!(e.contains("min_version: TLS10 is not supported"), "{e}");
-        let e = err(&format!("{base}  min_version: TLS13\n  max_version: TLS12\n"), d);
+        let e = err(
+            &format!("{base}  min_version: TLS13\n  max_version: TLS12\n"),
+            d,
+        );
         assert!(e.contains("above max_version"), "{e}");
-        let e = err(&format!("{base}  client_auth_type: RequireAndVerifyClientCert\n"), d);
+        let e = err(
+            &format!("{base}  client_auth_type: RequireAndVerifyClientCert\n"),
+            d,
+        );
         assert!(e.contains("needs client_ca_file"), "{e}");
-        let e = err(&format!("{base}  client_auth_type: RequireAnyClientCert\n"), d);
+        let e = err(
+            &format!("{base}  client_auth_type: RequireAnyClientCert\n"),
+            d,
+        );
         assert!(e.contains("unverified client"), "{e}");
-        let e = err(&format!("{base}  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"), d);
+        let e = err(
+            &format!("{base}  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"),
+            d,
+        );
         assert!(e.contains("cipher_suites is not supported"), "{e}");
         let e = err(
             "tls_server_config:\n  cert_file: s.crt\n  key_file: o.key\n",

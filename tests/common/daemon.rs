@@ -137,6 +137,7 @@ impl Daemon {
         let url = e.field("url");
         let addr = url
             .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
             .and_then(|s| s.strip_suffix("/metrics"))
             .unwrap_or_else(|| panic!("unexpected url field {url:?}"));
         self.addr = Some(addr.parse().expect("socket address in the url"));
@@ -335,6 +336,19 @@ pub fn http_get(url: &str) -> (u16, String) {
         .read_to_string()
         .unwrap_or_else(|e| panic!("GET {url}: body: {e}"));
     (resp.status().as_u16(), body)
+}
+
+/// GET `url` with a real HTTP client: (status, body), or the client's
+/// error (connection refused, a TLS listener answering plain HTTP, …).
+pub fn http_get_result(url: &str) -> Result<(u16, String), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut resp = agent.get(url).call()?;
+    let body = resp.body_mut().read_to_string()?;
+    Ok((resp.status().as_u16(), body))
 }
 
 /// A parsed exposition.
