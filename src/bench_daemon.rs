@@ -269,10 +269,11 @@ fn get_tls(
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
     let conn = rustls::ClientConnection::new(config.clone(), name)?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(
-        tls,
+    // One write, one TLS record.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
-    )?;
+    );
+    tls.write_all(request.as_bytes())?;
     let mut buf = Vec::new();
     match tls.read_to_end(&mut buf) {
         Ok(_) => {}

@@ -985,6 +985,24 @@ mod tests {
     }
 
     #[test]
+    fn web_config_resolves_against_the_config_folder() {
+        let text = format!("web_config = \"tls/web.yml\"\n{}", run_table(""));
+        let config =
+            parse(&text, Path::new("/etc/pw/probewatch.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.web_config.as_deref(),
+            Some(Path::new("/etc/pw/tls/web.yml"))
+        );
+        assert_eq!(config.shard, None);
+        assert!(config.describe().contains("web config /etc/pw/tls/web.yml"));
+        let (_, message) = error(&format!("web_config = \"\"\n{}", run_table("")), 1);
+        assert!(message.contains("`web_config` is empty"), "{message}");
+        let mut config = config;
+        config.shard = Some(crate::shard::Shard::new(1, 3).unwrap());
+        assert!(config.describe().contains("shard 1/3"));
+    }
+
+    #[test]
     fn defaults_are_applied() {
         let config = parse(&run_table(""), Path::new("/etc/pw/probewatch.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
