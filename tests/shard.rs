@@ -160,6 +160,13 @@ fn two_shards_split_the_layers_of_one_process() {
     );
 }
 
+/// Arguments, environment, expected message.
+type Case = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[test]
 fn bad_shard_specifications_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -167,7 +174,7 @@ fn bad_shard_specifications_are_refused() {
     std::fs::create_dir_all(&run).expect("run folder");
     let cfg = write_config(dir.path(), &run_table("sharded", &run, ""));
     let c = cfg.to_str().expect("UTF-8");
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [Case; 4] = [
         (&["--shard", "2/2"], &[], "need 0 <= i < n"),
         (&["--shard", "half"], &[], "not of the form i/n"),
         (

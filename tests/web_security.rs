@@ -145,6 +145,19 @@ fn get(agent: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> Result<Rep
     })
 }
 
+/// GET `url` with a real HTTP client: (status, body), or the client's
+/// error (connection refused, a TLS listener answering plain HTTP, …).
+pub fn http_get_result(url: &str) -> Result<(u16, String), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut resp = agent.get(url).call()?;
+    let body = resp.body_mut().read_to_string()?;
+    Ok((resp.status().as_u16(), body))
+}
+
 /// A config watching an empty run folder of `dir`.
 fn config(dir: &Path) -> PathBuf {
     let run = dir.join("run");
@@ -244,7 +257,7 @@ fn tls_with_basic_auth() {
     }
 
     // Plain HTTP to the TLS listener gets no answer.
-    let plain = harness::http_get_result(&format!("http://{addr}/metrics"));
+    let plain = http_get_result(&format!("http://{addr}/metrics"));
     assert!(
         plain.is_err(),
         "plain HTTP to a TLS listener answered: {:?}",

@@ -338,19 +338,6 @@ pub fn http_get(url: &str) -> (u16, String) {
     (resp.status().as_u16(), body)
 }
 
-/// GET `url` with a real HTTP client: (status, body), or the client's
-/// error (connection refused, a TLS listener answering plain HTTP, …).
-pub fn http_get_result(url: &str) -> Result<(u16, String), ureq::Error> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut resp = agent.get(url).call()?;
-    let body = resp.body_mut().read_to_string()?;
-    Ok((resp.status().as_u16(), body))
-}
-
 /// A parsed exposition.
 pub struct Scrape {
     /// The text as served.
