@@ -1013,16 +1013,6 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
             if a.is_baseline {
                 state.baseline = Some(reference.clone());
             }
-            info!(
-                run = %name,
-                step = o.candidate.step,
-                path = %o.candidate.path.display(),
-                seconds = format!("{:.3}", o.seconds),
-                checkpoint = a.checkpoint_id,
-                compared_to_baseline = a.baseline_cmp.len(),
-                compared_to_previous = a.previous_cmp.len(),
-                "checkpoint analysed"
-            );
             let newer = state
                 .latest
                 .as_ref()
@@ -1042,6 +1032,18 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
             } else {
                 info!(run = %name, step = o.candidate.step, "late checkpoint stored in its place; latest values unchanged");
             }
+            // Logged once its values are on /metrics, so that whoever
+            // reads the log and then scrapes sees them.
+            info!(
+                run = %name,
+                step = o.candidate.step,
+                path = %o.candidate.path.display(),
+                seconds = format!("{:.3}", o.seconds),
+                checkpoint = a.checkpoint_id,
+                compared_to_baseline = a.baseline_cmp.len(),
+                compared_to_previous = a.previous_cmp.len(),
+                "checkpoint analysed"
+            );
         }
         Err(f) => {
             // A failed analysis leaves the warm memory usable (it only
