@@ -30,6 +30,7 @@ pub const CASES: &[&str] = &[
     "partial-finetuning-incremental",
     "daemon-time-to-metrics",
     "daemon-scrape-latency",
+    "daemon-scrape-secured",
     "psrole-l6-label-distances",
     "peer-scipy-nnls-l6",
     "extract-minilm",
@@ -289,6 +290,9 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             } else {
                 20_000
             }))?
+        }
+        "daemon-scrape-secured" => {
+            crate::bench_daemon::scrape_secured(if quick { 50 } else { 500 })?
         }
         "psrole-l6-label-distances" => {
             let (s, ds) = l6_label_distances(data)?;

@@ -64,6 +64,14 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The runs to watch: at least one, names unique.
     pub runs: Vec<RunConfig>,
+    /// The exporter-toolkit web config file (TLS, basic auth) of the
+    /// listener, absolute (`web_config`; `--web.config.file` overrides it).
+    /// Read and checked by [`crate::web_config::load`] at start.
+    pub web_config: Option<PathBuf>,
+    /// This replica's share of every run's (task, layer) pairs; never set
+    /// by the file (`--shard`, `PROBEWATCH_SHARD` or the host name's
+    /// ordinal, see [`crate::shard`]). `None`: every pair.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// One watched fine-tuning run.
@@ -491,6 +499,7 @@ struct RawConfig {
     store: Option<Spanned<PathBuf>>,
     workers: Option<Spanned<usize>>,
     log_format: Option<LogFormat>,
+    web_config: Option<Spanned<PathBuf>>,
     run: Option<Spanned<Vec<Spanned<RawRun>>>>,
 }
 
@@ -557,6 +566,10 @@ impl RawConfig {
             None => dir.join(DEFAULT_STORE),
             Some(value) => resolve(ctx, value, "store", dir)?,
         };
+        let web_config = self
+            .web_config
+            .map(|value| resolve(ctx, value, "web_config", dir))
+            .transpose()?;
         let workers = match self.workers {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             Some(value) => positive(ctx, value, "workers")?,
@@ -593,6 +606,8 @@ impl RawConfig {
             workers,
             log_format: self.log_format.unwrap_or_default(),
             runs,
+            web_config,
+            shard: None,
         };
         Ok(config)
     }
@@ -924,6 +939,18 @@ impl Config {
             "will be created"
         };
         writeln!(out, "store {} ({store_state})", self.store.display())?;
+        match &self.web_config {
+            None => writeln!(out, "web config none: plain HTTP, no authentication")?,
+            Some(web) => writeln!(out, "web config {}", web.display())?,
+        }
+        if let Some(shard) = self.shard {
+            writeln!(
+                out,
+                "shard {shard}: analyses every {}th (task, layer) pair of each checkpoint, from position {}",
+                shard.count(),
+                shard.index()
+            )?;
+        }
         writeln!(out, "workers {} analysis threads", self.workers)?;
         let log = match self.log_format {
             LogFormat::Human => "human-readable lines",
@@ -1178,6 +1205,24 @@ mod tests {
         assert_eq!(run.name, "minilm-upos");
         assert_eq!(run.tasks.as_deref(), Some(&["ps_role".to_owned()][..]));
         assert_eq!(run.layers.as_deref(), Some(&[0, 6][..]));
+    }
+
+    #[test]
+    fn web_config_resolves_against_the_config_folder() {
+        let text = format!("web_config = \"tls/web.yml\"\n{}", run_table(""));
+        let config =
+            parse(&text, Path::new("/etc/pw/probewatch.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.web_config.as_deref(),
+            Some(Path::new("/etc/pw/tls/web.yml"))
+        );
+        assert_eq!(config.shard, None);
+        assert!(config.describe().contains("web config /etc/pw/tls/web.yml"));
+        let (_, message) = error(&format!("web_config = \"\"\n{}", run_table("")), 1);
+        assert!(message.contains("`web_config` is empty"), "{message}");
+        let mut config = config;
+        config.shard = Some(crate::shard::Shard::new(1, 3).unwrap());
+        assert!(config.describe().contains("shard 1/3"));
     }
 
     #[test]

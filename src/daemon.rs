@@ -32,6 +32,7 @@ use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 use crate::server::{ReadyFlags, ServerState};
 use crate::source::Activations;
 use crate::source::DumpTask;
+use crate::shard::Shard;
 use crate::source::dump::{ActivationDump, DumpError};
 use crate::source::encoder::{Encoder, EncoderError};
 use crate::source::extract::{ExtractError, ExtractedActivations, ExtractionPlan};
@@ -76,6 +77,9 @@ pub enum DaemonError {
         /// Cause (names the file and line).
         source: ProbeSetError,
     },
+    /// The web config file (TLS, basic auth) cannot be used.
+    #[error(transparent)]
+    WebConfig(#[from] crate::web_config::WebConfigError),
 }
 
 /// What an `hf-checkpoints` run computes its activations from: the probe
@@ -231,6 +235,8 @@ struct Shared {
     probes: BTreeMap<String, Arc<ProbeRun>>,
     metrics: Arc<Metrics>,
     pool: rayon::ThreadPool,
+    /// This replica's share of the (task, layer) pairs; `None`: all.
+    shard: Option<Shard>,
 }
 
 /// Runs the daemon until `shutdown` turns true; then finishes the
@@ -244,6 +250,16 @@ pub async fn run(
     mut shutdown: tokio_watch::Receiver<bool>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), DaemonError> {
+    // A bad web config stops the start before anything else happens.
+    let web = match &config.web_config {
+        None => None,
+        Some(path) => {
+            let web = crate::web_config::load(path)?;
+            info!("{}", web.describe());
+            Some(Arc::new(web))
+        }
+    };
+    let scheme = web.as_ref().map_or("http", |w| w.scheme());
     // Probe sets first: a run whose probe set cannot be read is a
     // configuration error, refused before anything starts.
     let mut probes = BTreeMap::new();
@@ -264,6 +280,10 @@ pub async fn run(
     let store = Store::open(&config.store)?;
     info!(store = %config.store.display(), "store open");
     let metrics = Arc::new(Metrics::new());
+    if let Some(shard) = config.shard {
+        metrics.set_shard(shard.index(), shard.count());
+        info!(%shard, "sharded: analysing this replica's share of the (task, layer) pairs");
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.workers)
         .thread_name(|i| format!("probewatch-analysis-{i}"))
@@ -277,6 +297,7 @@ pub async fn run(
         probes,
         metrics: metrics.clone(),
         pool,
+        shard: config.shard,
     });
     let ready = Arc::new(ReadyFlags::default());
     ready.set_store_open(true);
@@ -300,15 +321,16 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(DaemonError::Server)?;
-    info!(url = %format!("http://{addr}/metrics"), "serving metrics");
+    info!(url = %format!("{scheme}://{addr}/metrics"), "serving metrics");
     on_listening(addr);
     let mut server_shutdown = shutdown.clone();
-    let server = tokio::spawn(crate::server::serve(
+    let server = tokio::spawn(crate::server::serve_with(
         listener,
         ServerState {
             metrics: metrics.clone(),
             ready: ready.clone(),
         },
+        web,
         async move {
             stopped(&mut server_shutdown).await;
         },
@@ -513,6 +535,7 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
         "mode": format!("{:?}", cfg.mode),
         "tasks": cfg.tasks,
         "layers": cfg.layers,
+        "shard": shared.shard.map(|s| s.to_string()),
     })
     .to_string();
     let id = store.upsert_run(&cfg.name, &cfg.folder, &config_json)?;
@@ -780,6 +803,7 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
             cfg,
             probe.as_deref(),
             threads,
+            shared.shard,
             &candidate,
             &memory,
             &mut new_memory,
@@ -883,6 +907,7 @@ fn analyse_checkpoint(
     cfg: &RunConfig,
     probe: Option<&ProbeRun>,
     threads: usize,
+    shard: Option<Shard>,
     candidate: &Candidate,
     memory: &BTreeMap<String, TaskMemory>,
     new_memory: &mut BTreeMap<String, TaskMemory>,
@@ -943,14 +968,37 @@ fn analyse_checkpoint(
         Mode::Exact => Partition::Recluster,
         Mode::FrozenPartition => Partition::Frozen,
     };
+    // Sharded: the layers of each task this replica owns (a task with none
+    // is skipped). The pair list comes from the run's `layers` when given,
+    // so a layer missing from the dump fails on the replica that owns it.
+    let owned: Option<BTreeMap<String, Vec<usize>>> = shard.map(|shard| {
+        let mut pairs = Vec::new();
+        for source in &sources {
+            let info = source.info();
+            let task_layers = cfg.layers.clone().unwrap_or_else(|| info.layers.clone());
+            pairs.extend(task_layers.into_iter().map(|l| (info.name.clone(), l)));
+        }
+        let mut by_task: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (task, layer) in shard.select(&pairs) {
+            by_task.entry(task).or_default().push(layer);
+        }
+        by_task
+    });
     let mut reports = Vec::new();
     let mut layers = Layers::new();
     let (mut bcmp, mut pcmp) = (BTreeMap::new(), BTreeMap::new());
     for source in sources {
         let task = source.info().name.clone();
+        let task_layers = match &owned {
+            None => cfg.layers.clone(),
+            Some(owned) => match owned.get(&task) {
+                Some(l) => Some(l.clone()),
+                None => continue,
+            },
+        };
         let opts = AnalysisOptions {
             task: Some(task.clone()),
-            layers: cfg.layers.clone(),
+            layers: task_layers,
             measure,
             keep_centroids: true,
         };
@@ -1232,16 +1280,6 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
                 state.baseline = Some(reference.clone());
             }
             state.best.fold(&reference);
-            info!(
-                run = %name,
-                step = o.candidate.step,
-                path = %o.candidate.path.display(),
-                seconds = format!("{:.3}", o.seconds),
-                checkpoint = a.checkpoint_id,
-                compared_to_baseline = a.baseline_cmp.len(),
-                compared_to_previous = a.previous_cmp.len(),
-                "checkpoint analysed"
-            );
             let newer = state
                 .latest
                 .as_ref()
@@ -1263,6 +1301,18 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
             } else {
                 info!(run = %name, step = o.candidate.step, "late checkpoint stored in its place; latest values unchanged");
             }
+            // Logged once its values are on /metrics, so that whoever
+            // reads the log and then scrapes sees them.
+            info!(
+                run = %name,
+                step = o.candidate.step,
+                path = %o.candidate.path.display(),
+                seconds = format!("{:.3}", o.seconds),
+                checkpoint = a.checkpoint_id,
+                compared_to_baseline = a.baseline_cmp.len(),
+                compared_to_previous = a.previous_cmp.len(),
+                "checkpoint analysed"
+            );
         }
         Err(f) => {
             // A failed analysis leaves the warm memory usable (it only

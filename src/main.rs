@@ -121,6 +121,19 @@ enum Command {
         /// Log format (overrides the config's `log_format`).
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+        /// Exporter-toolkit web config (YAML: TLS, basic auth) for the
+        /// listener; overrides the config's `web_config`.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
+        /// Analyse only shard i of n of every run's (task, layer) pairs
+        /// (round-robin over the sorted pairs). Default: $PROBEWATCH_SHARD,
+        /// else the host name's `-<i>` suffix when --shard-count is given.
+        #[arg(long, value_name = "i/n")]
+        shard: Option<String>,
+        /// Number of shards, the index taken from the host name's `-<i>`
+        /// suffix (a StatefulSet pod's ordinal).
+        #[arg(long, value_name = "n")]
+        shard_count: Option<u32>,
     },
     /// Write an activation dump from a model checkpoint: tokenize the probe
     /// set, run the encoder, keep each item's vector at every layer.
@@ -146,6 +159,10 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormatArg,
+        /// Exporter-toolkit web config (YAML: TLS, basic auth) for the
+        /// listener.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Benchmarks: the shared PS-role dump and synthetic layers, each case in
     /// its own process so peak memory is its own.
@@ -227,21 +244,35 @@ fn run(cli: Cli) -> Result<()> {
             .context("configuring the thread pool")?;
     }
     match cli.command {
-        Command::Watch { config, log_format } => {
-            let cfg = probewatch::config::load(&config)?;
+        Command::Watch {
+            config,
+            log_format,
+            web_config_file,
+            shard,
+            shard_count,
+        } => {
+            let mut cfg = probewatch::config::load(&config)?;
+            if let Some(file) = web_config_file {
+                cfg.web_config = Some(absolute(&file)?);
+            }
+            cfg.shard = resolve_shard(shard, shard_count)?;
+            let scheme = check_web_config(cfg.web_config.as_deref())?;
             let json = match log_format {
                 Some(f) => matches!(f, LogFormatArg::Json),
                 None => cfg.log_format == probewatch::config::LogFormat::Json,
             };
             init_logging(json);
-            serve(cfg, |addr| {
-                tracing::info!("metrics at http://{addr}/metrics");
+            serve(cfg, move |addr| {
+                tracing::info!("metrics at {scheme}://{addr}/metrics");
             })
         }
         Command::Extract(args) => extract(&args, cli.threads.unwrap_or(0)),
         Command::CheckConfig { file } => {
             let cfg = probewatch::config::load(&file)?;
             print!("{}", cfg.describe());
+            if let Some(web) = &cfg.web_config {
+                println!("{}", probewatch::web_config::load(web)?.describe());
+            }
             check_probe_sets(&cfg)
         }
         Command::Demo {
@@ -249,9 +280,11 @@ fn run(cli: Cli) -> Result<()> {
             interval_seconds,
             dir,
             log_format,
+            web_config_file,
         } => {
             init_logging(matches!(log_format, LogFormatArg::Json));
-            demo(listen, interval_seconds, dir)
+            let web_config = web_config_file.map(|f| absolute(&f)).transpose()?;
+            demo(listen, interval_seconds, dir, web_config)
         }
         Command::Probe {
             file,
@@ -488,13 +521,19 @@ async fn wait_for_signal() {
 
 /// `probewatch demo`: a simulated run written by a background thread, and
 /// the daemon watching it.
-fn demo(listen: std::net::SocketAddr, interval: f64, dir: Option<PathBuf>) -> Result<()> {
+fn demo(
+    listen: std::net::SocketAddr,
+    interval: f64,
+    dir: Option<PathBuf>,
+    web_config: Option<PathBuf>,
+) -> Result<()> {
     use probewatch::config::{Config, LogFormat, RunConfig};
     use probewatch::demo::{CHECKPOINTS, STEP_EVERY, write_checkpoint};
     anyhow::ensure!(
         interval.is_finite() && interval > 0.0,
         "--interval-seconds must be positive"
     );
+    let scheme = check_web_config(web_config.as_deref())?;
     let dir = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("probewatch-demo-{}", std::process::id())),
@@ -510,6 +549,8 @@ fn demo(listen: std::net::SocketAddr, interval: f64, dir: Option<PathBuf>) -> Re
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         log_format: LogFormat::Human,
         runs: vec![run],
+        web_config,
+        shard: None,
     };
     let writer_dir = run_dir.clone();
     std::thread::spawn(move || {
@@ -535,12 +576,73 @@ fn demo(listen: std::net::SocketAddr, interval: f64, dir: Option<PathBuf>) -> Re
     serve(cfg, move |addr| {
         eprintln!(
             "\nprobewatch demo: a simulated fine-tuning run writes a checkpoint every {interval} s into\n  {folder}/run\n\
-             Metrics:  http://{addr}/metrics\n\
+             Metrics:  {scheme}://{addr}/metrics\n\
              Look at:  probewatch_label_min_distance_normalized{{label=\"NOUN\"}} (NOUN and PROPN drift together: it shrinks)\n\
              \x20         probewatch_label_min_distance_change_ratio, probewatch_centroid_movement, probewatch_spatial_similarity\n\
              Stop with Ctrl-C.\n"
         );
     })
+}
+
+/// `path` made absolute against the current directory.
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+/// Loads the web config once before the daemon starts, so that a bad one
+/// stops the start with the file and the reason; returns the URL scheme.
+fn check_web_config(file: Option<&std::path::Path>) -> Result<&'static str> {
+    match file {
+        None => Ok("http"),
+        Some(f) => Ok(probewatch::web_config::load(f)?.scheme()),
+    }
+}
+
+/// This replica's shard: `--shard`, else `$PROBEWATCH_SHARD`, else the host
+/// name's ordinal with `--shard-count`; `None` when none is given.
+fn resolve_shard(
+    shard: Option<String>,
+    count: Option<u32>,
+) -> Result<Option<probewatch::shard::Shard>> {
+    use probewatch::shard::Shard;
+    let env = std::env::var("PROBEWATCH_SHARD")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let given = match (shard, env) {
+        (Some(s), _) => Some(("--shard", s)),
+        (None, Some(s)) => Some(("PROBEWATCH_SHARD", s)),
+        (None, None) => None,
+    };
+    let shard = match (given, count) {
+        (Some((source, text)), count) => {
+            let shard: Shard = text.parse().with_context(|| format!("{source} {text}"))?;
+            if let Some(n) = count {
+                anyhow::ensure!(
+                    n == shard.count(),
+                    "{source} {shard} disagrees with --shard-count {n}"
+                );
+            }
+            shard
+        }
+        (None, Some(n)) => {
+            let host = hostname().context("--shard-count needs the host name")?;
+            Shard::from_hostname(&host, n).with_context(|| format!("--shard-count {n}"))?
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(shard))
+}
+
+/// `$HOSTNAME`, else the kernel's host name.
+fn hostname() -> Result<String> {
+    if let Ok(h) = std::env::var("HOSTNAME") {
+        if !h.trim().is_empty() {
+            return Ok(h.trim().to_owned());
+        }
+    }
+    let path = "/proc/sys/kernel/hostname";
+    let h = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    Ok(h.trim().to_owned())
 }
 
 /// `probewatch extract`: probe set + checkpoint → activation dump.

@@ -234,6 +234,7 @@ enum Fam {
     Skipped,
     Duration,
     QueueDepth,
+    ShardInfo,
 }
 
 /// The families the collector writes, in exposition order; `Fam as usize` is
@@ -381,6 +382,11 @@ impl Fam {
                 Histogram,
                 "Wall-clock time to analyse one checkpoint of the run, in seconds.",
             ),
+            Fam::ShardInfo => (
+                "probewatch_shard_info",
+                Gauge,
+                "Always 1; the labels give this process's shard number and the number of shards the (task, layer) pairs are split over (0 and 1 when not sharded).",
+            ),
             Fam::QueueDepth => (
                 "probewatch_queue_depth",
                 Gauge,
@@ -409,6 +415,13 @@ impl Fam {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     run: String,
+}
+
+/// Label set `{shard, of}` of `probewatch_shard_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabels {
+    shard: String,
+    of: String,
 }
 
 /// Label set `{run, kind}` of `probewatch_checkpoints_failed_total`.
@@ -580,6 +593,7 @@ pub struct Metrics {
     skipped: Family<RunLabels, Counter>,
     duration: Family<RunLabels, Histogram, fn() -> Histogram>,
     queue_depth: Family<RunLabels, Gauge>,
+    shard_info: Family<ShardLabels, Gauge>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -609,10 +623,12 @@ impl Metrics {
         Fam::Skipped.register(&mut registry, skipped.clone());
         Fam::Duration.register(&mut registry, duration.clone());
         Fam::QueueDepth.register(&mut registry, queue_depth.clone());
+        let shard_info = Family::default();
+        Fam::ShardInfo.register(&mut registry, shard_info.clone());
         registry.register_collector(Box::new(SnapshotCollector {
             snapshots: Arc::clone(&snapshots),
         }));
-        Metrics {
+        let metrics = Metrics {
             registry,
             snapshots,
             analyzed,
@@ -620,7 +636,10 @@ impl Metrics {
             skipped,
             duration,
             queue_depth,
-        }
+            shard_info,
+        };
+        metrics.set_shard(0, 1);
+        metrics
     }
 
     /// Replaces the run's snapshot as a whole: the next scrape shows every
@@ -687,6 +706,18 @@ impl Metrics {
     pub fn set_queue_depth(&self, run: &str, depth: i64) {
         self.touch_run(run);
         self.queue_depth.get_or_create(&run_labels(run)).set(depth);
+    }
+
+    /// Records that this process is shard `index` of `count` (see
+    /// [`crate::shard`]); a new registry says 0 of 1.
+    pub fn set_shard(&self, index: u32, count: u32) {
+        self.shard_info.clear();
+        self.shard_info
+            .get_or_create(&ShardLabels {
+                shard: index.to_string(),
+                of: count.to_string(),
+            })
+            .set(1);
     }
 
     /// The whole exposition, OpenMetrics text as `prometheus-client` writes

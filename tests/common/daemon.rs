@@ -137,6 +137,7 @@ impl Daemon {
         let url = e.field("url");
         let addr = url
             .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
             .and_then(|s| s.strip_suffix("/metrics"))
             .unwrap_or_else(|| panic!("unexpected url field {url:?}"));
         self.addr = Some(addr.parse().expect("socket address in the url"));
