@@ -245,17 +245,7 @@ fn compose_stack_is_consistent() {
             }
         }
     }
-    let (theirs, ours): (Vec<_>, Vec<_>) = missing.iter().partition(|m| {
-        ["../prometheus/", "../alertmanager/", "../grafana/"]
-            .iter()
-            .any(|p| m.contains(p))
-    });
-    assert!(ours.is_empty(), "mounted paths missing: {ours:?}");
-    if !theirs.is_empty() {
-        // TODO(lead): once the Prometheus/Alertmanager/Grafana files are
-        // merged this list is empty; then make it an assertion.
-        eprintln!("note: not in this checkout yet: {theirs:?}");
-    }
+    assert!(missing.is_empty(), "mounted paths missing: {missing:?}");
 }
 
 /// A compose short-syntax volume `HOST:TARGET[:MODE]` as (host, target,
@@ -580,22 +570,10 @@ fn prometheus_rule_carries_the_alerting_rules() {
         .filter(|r| r.get("alert").is_some())
         .count();
     assert!(alerts > 0, "no alerting rule in the PrometheusRule");
-    let rules_file = root().join("deploy/prometheus/rules/probewatch.rules.yml");
-    if rules_file.is_file() {
-        let rules = yaml("deploy/prometheus/rules/probewatch.rules.yml");
-        assert!(
-            at(&rules, &["groups"]) == at(&rule, &["spec", "groups"]),
-            "deploy/kubernetes/prometheusrule.yaml differs from \
-             deploy/prometheus/rules/probewatch.rules.yml: run scripts/sync-prometheusrule.sh"
-        );
-    } else {
-        // TODO(lead): deploy/prometheus/rules/probewatch.rules.yml comes with
-        // the alerting-rules branch; once merged, this branch of the test is
-        // dead and the comparison above runs.
-        eprintln!(
-            "note: {} is not in this checkout; the PrometheusRule was generated from it \
-             by scripts/sync-prometheusrule.sh and is compared once it is",
-            rules_file.display()
-        );
-    }
+    let rules = yaml("deploy/prometheus/rules/probewatch.rules.yml");
+    assert!(
+        at(&rules, &["groups"]) == at(&rule, &["spec", "groups"]),
+        "deploy/kubernetes/prometheusrule.yaml differs from \
+         deploy/prometheus/rules/probewatch.rules.yml: run scripts/sync-prometheusrule.sh"
+    );
 }
