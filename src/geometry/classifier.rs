@@ -760,7 +760,8 @@ pub struct ClassifierReport {
     /// Every searched configuration, in search order.
     pub search: Vec<SearchEntry>,
     /// Per split other than the fit split, with points: accuracy over the
-    /// seeds.
+    /// seeds (moved to the layer report's `classifier_accuracy` there).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accuracy: BTreeMap<String, MeanStd>,
 }
 
