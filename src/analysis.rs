@@ -171,7 +171,9 @@ fn fit_splits(
         ));
     }
     if names.len() + 2 > 256 {
-        return Err(err("too many splits to add subtrain and subtest".to_string()));
+        return Err(err(
+            "too many splits to add subtrain and subtest".to_string()
+        ));
     }
     let train = task.train_indices(&names);
     let (a, b) = classifier::carve(&task.labels, &train, sub.fraction, sub.seed);

@@ -66,6 +66,20 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
+/// CPU seconds (user + system) of this process so far, from
+/// `/proc/self/stat` (clock ticks of 1/100 s on Linux): on a shared machine
+/// the wall time depends on the load, the CPU time much less.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn peak_rss_mib() -> Option<f64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -403,6 +417,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 .collect::<Result<_>>()?;
             let params = ClassifierParams::default();
             let load = loadavg();
+            let cpu = cpu_seconds();
             let t = Instant::now();
             use rayon::prelude::*;
             let rs: Vec<_> = layers
@@ -425,13 +440,19 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             let d = rs
                 .iter()
                 .zip(&task.layers)
-                .map(|(r, l)| match r.as_ref().and_then(|r| r.accuracy.get("test")) {
-                    Some(a) => format!("L{l}:{:.1}±{:.1}%", 100.0 * a.mean, 100.0 * a.std),
-                    None => format!("L{l}:-"),
-                })
+                .map(
+                    |(r, l)| match r.as_ref().and_then(|r| r.accuracy.get("test")) {
+                        Some(a) => format!("L{l}:{:.1}±{:.1}%", 100.0 * a.mean, 100.0 * a.std),
+                        None => format!("L{l}:-"),
+                    },
+                )
                 .collect::<Vec<_>>()
                 .join(" ");
-            (s, format!("{d}; load average before: {load}"))
+            let cpu = cpu_seconds().zip(cpu).map_or(f64::NAN, |(b, a)| b - a);
+            (
+                s,
+                format!("{d}; {cpu:.1} CPU s; load average before: {load}"),
+            )
         }
         "classifier-synthetic" => {
             // The default search + 5 seeds on one synthetic layer of
@@ -443,6 +464,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             let names = vec!["train".to_string(), "test".to_string()];
             let params = ClassifierParams::default();
             let load = loadavg();
+            let cpu = cpu_seconds();
             let t = Instant::now();
             let r = classifier::probe(
                 ClassifierInput {
@@ -457,6 +479,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             )
             .context("no train rows")?;
             let s = t.elapsed().as_secs_f64();
+            let cpu = cpu_seconds().zip(cpu).map_or(f64::NAN, |(b, a)| b - a);
             let a = r.accuracy["test"];
             let search = r
                 .search
@@ -475,7 +498,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             (
                 s,
                 format!(
-                    "{n} train + {test} test, d=768, 17 labels: chose {:?}/{:e}, test acc {:.2}±{:.2}% over 5 seeds (epochs {:?}); search: {search}; load average before: {load}",
+                    "{n} train + {test} test, d=768, 17 labels: chose {:?}/{:e}, test acc {:.2}±{:.2}% over 5 seeds (epochs {:?}); search: {search}; {cpu:.1} CPU s; load average before: {load}",
                     r.config.hidden,
                     r.config.l2,
                     100.0 * a.mean,

@@ -639,9 +639,7 @@ impl RawRun {
             }
             run.classifier_configurations = count;
         }
-        run.memorisation_splits = self
-            .memorisation_splits
-            .unwrap_or(run.memorisation_splits);
+        run.memorisation_splits = self.memorisation_splits.unwrap_or(run.memorisation_splits);
         Ok((run, RunSpans { hf_layout }))
     }
 }
@@ -1056,12 +1054,24 @@ mod tests {
     fn classifier_options_are_checked() {
         let (err, message) = error(&run_table("classifier_configurations = 0\n"), 4);
         assert!(
-            matches!(problem(&err), Problem::NotPositive { key: "classifier_configurations", .. }),
+            matches!(
+                problem(&err),
+                Problem::NotPositive {
+                    key: "classifier_configurations",
+                    ..
+                }
+            ),
             "{message}"
         );
         let (err, message) = error(&run_table("classifier_configurations = 129\n"), 4);
         assert!(
-            matches!(problem(&err), Problem::OutOfRange { key: "classifier_configurations", .. }),
+            matches!(
+                problem(&err),
+                Problem::OutOfRange {
+                    key: "classifier_configurations",
+                    ..
+                }
+            ),
             "{message}"
         );
         assert!(message.contains("128"), "{message}");

@@ -26,8 +26,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::analysis::{AnalysisOptions, Report, SubSplits, TaskMemory, analyse_dump_with};
-use crate::geometry::classifier::{ClassifierParams, search_configs};
 use crate::config::{Baseline, Classifier, Config, Layout, Mode, QueuePolicy, RunConfig};
+use crate::geometry::classifier::{ClassifierParams, search_configs};
 use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 use crate::server::{ReadyFlags, ServerState};

@@ -846,7 +846,10 @@ mod tests {
         let dev = [run, ("layer", "3"), ("split", "dev")];
         assert_eq!(value(&s, "probewatch_probe_accuracy", &dev), 0.5);
         assert_eq!(value(&s, "probewatch_classifier_accuracy", &test), 0.875);
-        assert_eq!(value(&s, "probewatch_classifier_accuracy_std", &test), 0.0125);
+        assert_eq!(
+            value(&s, "probewatch_classifier_accuracy_std", &test),
+            0.0125
+        );
         assert!(samples(&s, "probewatch_classifier_accuracy", &dev).is_empty());
         assert_eq!(
             value(&s, "probewatch_labels_min_distance_increased", &layer),

@@ -962,7 +962,11 @@ fn classifier_and_memorisation_splits() {
         .arg("--memorisation-splits")
         .output()
         .expect("running probewatch probe");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(want["fit_split"], "subtrain");
     assert_eq!(want["splits"]["train"], 0);
@@ -975,7 +979,12 @@ fn classifier_and_memorisation_splits() {
     for layer in want["layers"].as_array().expect("layers") {
         let l = layer["layer"].to_string();
         for split in ["subtest", "test"] {
-            let labels = [("run", "mlp"), ("task", "small"), ("layer", &l), ("split", split)];
+            let labels = [
+                ("run", "mlp"),
+                ("task", "small"),
+                ("layer", &l),
+                ("split", split),
+            ];
             let c = &layer["classifier_accuracy"][split];
             assert_eq!(
                 s.value("probewatch_classifier_accuracy", &labels),
@@ -1000,13 +1009,22 @@ fn classifier_and_memorisation_splits() {
     let rows = stored_rows(&dir.path().join("store.sqlite"), "mlp");
     let store = Store::open(&dir.path().join("store.sqlite")).expect("store");
     let layers = store.layers(rows[0].id).expect("layers");
-    assert!(layers.iter().all(|l| l.report_json.contains("\"classifier_accuracy\"")));
+    assert!(
+        layers
+            .iter()
+            .all(|l| l.report_json.contains("\"classifier_accuracy\""))
+    );
     // Restarted: the stored values are served again.
     let d = Daemon::watch(&cfg, &[]);
     let again = d.wait_metrics("the restored checkpoint", |s| {
         s.get("probewatch_checkpoint_step", &r) == Some(0.0)
     });
-    let top = [("run", "mlp"), ("task", "small"), ("layer", "2"), ("split", "test")];
+    let top = [
+        ("run", "mlp"),
+        ("task", "small"),
+        ("layer", "2"),
+        ("split", "test"),
+    ];
     assert_eq!(
         again.value("probewatch_classifier_accuracy", &top),
         s.value("probewatch_classifier_accuracy", &top)
