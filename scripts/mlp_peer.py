@@ -17,10 +17,14 @@ Not a test and not run in CI. Needs numpy, safetensors and scikit-learn:
         ../shared/data/dumps/streusle-ps_role-minilm.safetensors \
         ../shared/data/dumps/streusle-ps_fxn-minilm.safetensors
 
-Differences that remain (documented in the README): scikit-learn stops on
-held-out accuracy and keeps the best-accuracy weights, we stop on held-out
-cross-entropy; its held-out part is drawn per seed, ours is fixed; its
-arithmetic is float64, ours float32.
+With `--stopping sklearn` (default) scikit-learn uses its own early
+stopping: held-out accuracy, a held-out part drawn per seed, the
+best-accuracy weights. With `--stopping ours` the script trains
+scikit-learn's network one epoch at a time (`partial_fit`, same Adam state)
+and applies our rule: a fixed stratified 10 % held out, stop after 10 epochs
+without a 1e-4 improvement of the held-out cross-entropy, keep the weights
+of the best held-out loss. Left different: the random streams (init,
+shuffles, which items are held out) and float64 arithmetic (ours is float32).
 """
 
 import argparse
@@ -65,9 +69,63 @@ def ours(binary, dump):
     return json.loads(out)
 
 
-def peer(x, y, train, test, config, seeds):
+def held_out(y, rows, fraction, seed):
+    """Per label, a shuffled round(fraction * count) of `rows` held out (at
+    most count - 1), as ours does it (our shuffle is another generator)."""
+    rng = np.random.default_rng(seed)
+    fit, held = [], []
+    for label in np.unique(y[rows]):
+        rs = rows[y[rows] == label].copy()
+        rng.shuffle(rs)
+        k = min(int(np.floor(fraction * len(rs) + 0.5)), len(rs) - 1)
+        held.extend(rs[:k])
+        fit.extend(rs[k:])
+    return np.sort(np.array(fit, dtype=np.int64)), np.sort(np.array(held, dtype=np.int64))
+
+
+def peer_our_stopping(x, y, train, test, config, seed):
+    """scikit-learn's network and Adam, one epoch per `partial_fit`, with
+    our stopping rule: a fixed stratified 10 % held out, stop when its
+    cross-entropy has not improved by 1e-4 for 10 epochs, keep the weights
+    of the best held-out loss."""
+    rows = np.flatnonzero(train)
+    fit, held = held_out(y, rows, 0.1, 0)
+    classes = np.unique(y[rows])
+    clf = MLPClassifier(
+        hidden_layer_sizes=tuple(config["hidden"]),
+        activation="relu",
+        solver="adam",
+        alpha=config["l2"],
+        batch_size=200,
+        learning_rate_init=1e-3,
+        shuffle=True,
+        random_state=seed,
+    )
+    best, best_loss, stale, epochs = None, np.inf, 0, 0
+    for _ in range(200):
+        epochs += 1
+        clf.partial_fit(x[fit], y[fit], classes=classes)
+        p = clf.predict_proba(x[held])
+        idx = np.searchsorted(clf.classes_, y[held])
+        loss = float(-np.mean(np.log(np.maximum(p[np.arange(len(held)), idx], 1e-10))))
+        if loss < best_loss:
+            best = ([c.copy() for c in clf.coefs_], [b.copy() for b in clf.intercepts_])
+        stale = stale + 1 if loss > best_loss - 1e-4 else 0
+        best_loss = min(best_loss, loss)
+        if stale >= 10:
+            break
+    clf.coefs_, clf.intercepts_ = best
+    return float((clf.predict(x[test]) == y[test]).mean()), epochs
+
+
+def peer(x, y, train, test, config, seeds, stopping):
     accs, epochs = [], []
     for seed in range(seeds):
+        if stopping == "ours":
+            a, e = peer_our_stopping(x, y, train, test, config, seed)
+            accs.append(a)
+            epochs.append(e)
+            continue
         clf = MLPClassifier(
             hidden_layer_sizes=tuple(config["hidden"]),
             activation="relu",
@@ -95,8 +153,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--probewatch", default="target/release/probewatch")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--stopping",
+        choices=["sklearn", "ours"],
+        default="sklearn",
+        help="scikit-learn's own early stopping (held-out accuracy, per-seed "
+        "held-out part), or ours re-implemented around partial_fit",
+    )
     ap.add_argument("dumps", nargs="+")
     args = ap.parse_args()
+    print(f"<!-- scikit-learn early stopping: {args.stopping} -->")
     print("| dump | layer | chosen config (hidden, l2) | probewatch test acc | scikit-learn test acc | difference / larger std |")
     print("|---|---:|---|---:|---:|---:|")
     for dump in args.dumps:
@@ -111,7 +177,7 @@ def main():
             l = layer["layer"]
             config = layer["classifier"]["config"]
             a = layer["classifier_accuracy"]["test"]
-            m, s, _ = peer(layers[l], labels, train, test, config, args.seeds)
+            m, s, _ = peer(layers[l], labels, train, test, config, args.seeds, args.stopping)
             spread = max(a["std"], s)
             z = abs(a["mean"] - m) / spread if spread > 0 else float("inf")
             print(
