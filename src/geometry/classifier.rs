@@ -282,9 +282,10 @@ pub fn hold_out(
 }
 
 /// Splits `rows` into (first, second) with `first_fraction` of each
-/// label's rows (rounded, at least one when the label has two or more) in
-/// the first part, by a fixed shuffle from `seed`: how the memorisation
-/// setting carves `subtrain`/`subtest` out of `train`. Both ascending.
+/// label's rows (rounded, at least one row: a label with a single row keeps
+/// it in the first part) by a fixed shuffle from `seed`: how the
+/// memorisation setting carves `subtrain`/`subtest` out of `train`. Both
+/// ascending.
 pub fn carve(
     labels: &[u32],
     rows: &[usize],
