@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use probewatch::analysis::{AnalysisOptions, TaskMemory, analyse_dump, analyse_dump_with};
+use probewatch::geometry::classifier::{self, ClassifierInput, ClassifierParams};
 use probewatch::geometry::hull::{Gram, HullParams, PointSet, Query, hull_distance, rms_radius};
 use probewatch::geometry::measures::Partition;
 use probewatch::geometry::measures::{MeasureParams, measure_layer};
@@ -40,6 +41,8 @@ pub const CASES: &[&str] = &[
     "synthetic-separable",
     "synthetic-separable-isotropic",
     "synthetic-overlapping",
+    "classifier-psrole-all-layers",
+    "classifier-synthetic",
 ];
 
 const PSROLE: &str = "streusle-ps_role-minilm.safetensors";
@@ -57,6 +60,29 @@ pub struct CaseResult {
     pub peak_rss_mib: Option<f64>,
     /// What was computed (sizes, clusters, accuracy).
     pub detail: String,
+}
+
+/// The 1-minute load average (`/proc/loadavg`), for the record: the machine
+/// is shared.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// CPU seconds (user + system) of this process so far, from
+/// `/proc/self/stat` (clock ticks of 1/100 s on Linux): on a shared machine
+/// the wall time depends on the load, the CPU time much less.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -400,6 +426,110 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                     r.accuracy
                         .get("test")
                         .map_or(String::new(), |a| format!(", test acc {:.1}%", 100.0 * a)),
+                ),
+            )
+        }
+        "classifier-psrole-all-layers" => {
+            // The classifier probe alone (default search + 5 seeds) on the
+            // 7 layers of the PS-role dump, layers in parallel.
+            let path = data.join(PSROLE);
+            let dump = ActivationDump::open(&path)
+                .with_context(|| format!("the shared dumps are needed: {}", path.display()))?;
+            let task = dump.task(None)?;
+            let layers: Vec<Vec<f32>> = task
+                .layers
+                .iter()
+                .map(|&l| Ok(dump.layer(task, l)?.iter().copied().collect()))
+                .collect::<Result<_>>()?;
+            let params = ClassifierParams::default();
+            let load = loadavg();
+            let cpu = cpu_seconds();
+            let t = Instant::now();
+            use rayon::prelude::*;
+            let rs: Vec<_> = layers
+                .par_iter()
+                .map(|x| {
+                    classifier::probe(
+                        ClassifierInput {
+                            data: x,
+                            dim: task.dim,
+                            labels: &task.labels,
+                            split: &task.split,
+                            split_names: dump.splits(),
+                            fit_split: "train",
+                        },
+                        &params,
+                    )
+                })
+                .collect();
+            let s = t.elapsed().as_secs_f64();
+            let d = rs
+                .iter()
+                .zip(&task.layers)
+                .map(
+                    |(r, l)| match r.as_ref().and_then(|r| r.accuracy.get("test")) {
+                        Some(a) => format!("L{l}:{:.1}±{:.1}%", 100.0 * a.mean, 100.0 * a.std),
+                        None => format!("L{l}:-"),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join(" ");
+            let cpu = cpu_seconds().zip(cpu).map_or(f64::NAN, |(b, a)| b - a);
+            (
+                s,
+                format!("{d}; {cpu:.1} CPU s; load average before: {load}"),
+            )
+        }
+        "classifier-synthetic" => {
+            // The default search + 5 seeds on one synthetic layer of
+            // 20,000 train + 2,000 test points in 768 dimensions (labels in
+            // confusable pairs, so the network has something to learn).
+            let n = points.unwrap_or(if quick { 2_000 } else { 20_000 });
+            let test = n / 10;
+            let layer = generate(n, test, 768, 17, Variant::Overlapping, 20_261_126);
+            let names = vec!["train".to_string(), "test".to_string()];
+            let params = ClassifierParams::default();
+            let load = loadavg();
+            let cpu = cpu_seconds();
+            let t = Instant::now();
+            let r = classifier::probe(
+                ClassifierInput {
+                    data: &layer.data,
+                    dim: layer.dim,
+                    labels: &layer.labels,
+                    split: &layer.split,
+                    split_names: &names,
+                    fit_split: "train",
+                },
+                &params,
+            )
+            .context("no train rows")?;
+            let s = t.elapsed().as_secs_f64();
+            let cpu = cpu_seconds().zip(cpu).map_or(f64::NAN, |(b, a)| b - a);
+            let a = r.accuracy["test"];
+            let search = r
+                .search
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:?}/{:e}: {} epochs, held-out {:.1}%",
+                        e.config.hidden,
+                        e.config.l2,
+                        e.epochs,
+                        100.0 * e.validation_accuracy.unwrap_or(f64::NAN)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            (
+                s,
+                format!(
+                    "{n} train + {test} test, d=768, 17 labels: chose {:?}/{:e}, test acc {:.2}±{:.2}% over 5 seeds (epochs {:?}); search: {search}; {cpu:.1} CPU s; load average before: {load}",
+                    r.config.hidden,
+                    r.config.l2,
+                    100.0 * a.mean,
+                    100.0 * a.std,
+                    r.epochs
                 ),
             )
         }

@@ -110,6 +110,15 @@ pub struct RunConfig {
     pub export_label_pairs: bool,
     /// Follow symbolic links inside the run folder.
     pub follow_symlinks: bool,
+    /// The classifier probe trained on every layer (`classifier`).
+    pub classifier: Classifier,
+    /// Configurations the classifier search tries (`classifier_configurations`,
+    /// 1 to 128; the first of a fixed order, see
+    /// [`crate::geometry::classifier::search_configs`]).
+    pub classifier_configurations: usize,
+    /// The memorisation setting (`memorisation_splits`): carve `subtrain`
+    /// and `subtest` 80:20 out of `train` and fit on `subtrain`.
+    pub memorisation_splits: bool,
     /// With [`Layout::HfCheckpoints`]: the probe sets the encoder runs over,
     /// one per task (`[[run.probe]]`); empty for dumps.
     pub probes: Vec<ProbeConfig>,
@@ -131,6 +140,20 @@ pub struct ProbeConfig {
     /// The files, each with its split (`FILE` or `FILE:split`), absolute.
     pub files: Vec<ProbeSetSource>,
 }
+
+/// The classifier probe of a run (`classifier`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classifier {
+    /// None (`"none"`).
+    #[default]
+    None,
+    /// The two-hidden-layer MLP probe (`"mlp"`).
+    Mlp,
+}
+
+/// Default `classifier_configurations`.
+pub const DEFAULT_CLASSIFIER_CONFIGURATIONS: usize = 4;
 
 impl RunConfig {
     /// A run with every setting but `name` and `folder` at its default, the
@@ -158,6 +181,9 @@ impl RunConfig {
             tokenizer: None,
             word_pooling: WordPooling::First,
             sentence_pooling: SentencePooling::Cls,
+            classifier: Classifier::None,
+            classifier_configurations: DEFAULT_CLASSIFIER_CONFIGURATIONS,
+            memorisation_splits: false,
         }
     }
 }
@@ -522,6 +548,9 @@ struct RawRun {
     queue_capacity: Option<Spanned<usize>>,
     export_label_pairs: Option<bool>,
     follow_symlinks: Option<bool>,
+    classifier: Option<Classifier>,
+    classifier_configurations: Option<Spanned<usize>>,
+    memorisation_splits: Option<bool>,
     probe: Option<Vec<Spanned<RawProbe>>>,
     tokenizer: Option<Spanned<PathBuf>>,
     word_pooling: Option<Spanned<RawWordPooling>>,
@@ -684,6 +713,18 @@ impl RawRun {
         run.queue = self.queue.unwrap_or(run.queue);
         run.export_label_pairs = self.export_label_pairs.unwrap_or(run.export_label_pairs);
         run.follow_symlinks = self.follow_symlinks.unwrap_or(run.follow_symlinks);
+        run.classifier = self.classifier.unwrap_or(run.classifier);
+        if let Some(n) = self.classifier_configurations {
+            let key = "classifier_configurations";
+            let count = positive(ctx, n.clone(), key)?;
+            let grid = crate::geometry::classifier::full_grid().len();
+            if count > grid {
+                let value = format!("{count} (the grid has {grid} configurations)");
+                return Err(ctx.invalid(n.span(), Problem::OutOfRange { key, value }));
+            }
+            run.classifier_configurations = count;
+        }
+        run.memorisation_splits = self.memorisation_splits.unwrap_or(run.memorisation_splits);
         let hf = run.layout == Layout::HfCheckpoints;
         let not_hf = |key: &'static str, span: Range<usize>, hint: &'static str| {
             ctx.invalid(span, Problem::NeedsHfLayout { key, hint })
@@ -1092,7 +1133,23 @@ impl RunConfig {
             out,
             "  per-label-pair series: {}",
             on_off(self.export_label_pairs)
-        )
+        )?;
+        match self.classifier {
+            Classifier::None => writeln!(out, "  classifier probe: off")?,
+            Classifier::Mlp => writeln!(
+                out,
+                "  classifier probe: MLP, best of {} configurations, 5 seeds",
+                self.classifier_configurations
+            )?,
+        }
+        if self.memorisation_splits {
+            writeln!(
+                out,
+                "  memorisation splits: subtrain/subtest carved 80:20 out of train; fitted on subtrain"
+            )
+        } else {
+            writeln!(out, "  memorisation splits: off")
+        }
     }
 }
 
@@ -1177,6 +1234,9 @@ mod tests {
             "sentence_pooling",
             "task",
             "files",
+            "classifier",
+            "classifier_configurations",
+            "memorisation_splits",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{key} = "))),
@@ -1253,6 +1313,38 @@ mod tests {
         assert_eq!(run.queue_capacity, 64);
         assert!(!run.export_label_pairs);
         assert!(!run.follow_symlinks);
+        assert_eq!(run.classifier, Classifier::None);
+        assert_eq!(run.classifier_configurations, 4);
+        assert!(!run.memorisation_splits);
+    }
+
+    #[test]
+    fn classifier_options_are_checked() {
+        let (err, message) = error(&run_table("classifier_configurations = 0\n"), 4);
+        assert!(
+            matches!(
+                problem(&err),
+                Problem::NotPositive {
+                    key: "classifier_configurations",
+                    ..
+                }
+            ),
+            "{message}"
+        );
+        let (err, message) = error(&run_table("classifier_configurations = 129\n"), 4);
+        assert!(
+            matches!(
+                problem(&err),
+                Problem::OutOfRange {
+                    key: "classifier_configurations",
+                    ..
+                }
+            ),
+            "{message}"
+        );
+        assert!(message.contains("128"), "{message}");
+        let (_, message) = error(&run_table("classifier = \"svm\"\n"), 4);
+        assert!(message.contains("mlp"), "{message}");
     }
 
     #[test]
@@ -1278,6 +1370,9 @@ queue = "newest"
 queue_capacity = 1
 export_label_pairs = true
 follow_symlinks = true
+classifier = "mlp"
+classifier_configurations = 8
+memorisation_splits = true
 [[run]]
 name = "b"
 folder = "/data/b"
@@ -1313,6 +1408,9 @@ baseline = { path = "checkpoint-0.safetensors" }
             tokenizer: None,
             word_pooling: WordPooling::First,
             sentence_pooling: SentencePooling::Cls,
+            classifier: Classifier::Mlp,
+            classifier_configurations: 8,
+            memorisation_splits: true,
         };
         assert_eq!(a, &expected);
         assert_eq!(

@@ -25,8 +25,9 @@ use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::analysis::{AnalysisOptions, Report, TaskMemory, analyse_with};
-use crate::config::{Baseline, Config, Layout, Mode, QueuePolicy, RunConfig};
+use crate::analysis::{AnalysisOptions, Report, SubSplits, TaskMemory, analyse_with};
+use crate::config::{Baseline, Classifier, Config, Layout, Mode, QueuePolicy, RunConfig};
+use crate::geometry::classifier::{ClassifierParams, search_configs};
 use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 use crate::server::{ReadyFlags, ServerState};
@@ -749,6 +750,12 @@ pub(crate) fn snapshot(
             similarity_previous: cmp_prev.as_ref().and_then(|c| c.similarity),
             similarity_test: r.similarity.get("train_test").copied().flatten(),
             accuracy: r.accuracy.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            classifier_accuracy: r
+                .classifier_accuracy
+                .iter()
+                .flatten()
+                .map(|(k, a)| (k.clone(), a.mean, a.std))
+                .collect(),
             labels_increased: cmp_base.as_ref().map(|c| c.grew as u64),
             labels_decreased: cmp_base.as_ref().map(|c| c.shrank as u64),
             label_pairs,
@@ -1001,6 +1008,14 @@ fn analyse_checkpoint(
             layers: task_layers,
             measure,
             keep_centroids: true,
+            classifier: match cfg.classifier {
+                Classifier::None => None,
+                Classifier::Mlp => Some(ClassifierParams {
+                    configs: search_configs(cfg.classifier_configurations),
+                    ..ClassifierParams::default()
+                }),
+            },
+            subsplits: cfg.memorisation_splits.then(SubSplits::default),
         };
         let empty = TaskMemory::new();
         let mem = memory.get(&task).unwrap_or(&empty);

@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod bench;
 mod bench_daemon;
 
-use probewatch::analysis::{AnalysisOptions, Report, analyse_dump};
+use probewatch::analysis::{AnalysisOptions, Report, SubSplits, analyse_dump};
+use probewatch::geometry::classifier::{ClassifierParams, search_configs};
 use probewatch::geometry::measures::{LabelDistance, MeasureParams};
 use probewatch::source::dump::ActivationDump;
 
@@ -111,6 +112,20 @@ enum Command {
         /// Skip DirectProbe on the test split (no train/test similarity).
         #[arg(long)]
         no_train_test: bool,
+        /// Also train the MLP classifier probe on every layer
+        /// (`classifier_accuracy`: mean and std over 5 seeds per split).
+        #[arg(long)]
+        classifier: bool,
+        /// Configurations the classifier search tries (1 to 128; the first
+        /// of a fixed order over the study's grid).
+        #[arg(long, default_value_t = probewatch::config::DEFAULT_CLASSIFIER_CONFIGURATIONS as u64,
+              value_parser = clap::value_parser!(u64).range(1..=128))]
+        classifier_configurations: u64,
+        /// The memorisation setting: carve `subtrain`/`subtest` 80:20 out of
+        /// train (fixed seed, per label), fit clusters and classifier on
+        /// subtrain, score every other split.
+        #[arg(long)]
+        memorisation_splits: bool,
     },
     /// The daemon: watch the configured runs, analyse each new checkpoint,
     /// store the history and serve Prometheus metrics.
@@ -295,6 +310,9 @@ fn run(cli: Cli) -> Result<()> {
             label_distance,
             drop_clusters_up_to,
             no_train_test,
+            classifier,
+            classifier_configurations,
+            memorisation_splits,
         } => {
             let dump = ActivationDump::open(&file)?;
             let opts = AnalysisOptions {
@@ -310,6 +328,11 @@ fn run(cli: Cli) -> Result<()> {
                     ..MeasureParams::default()
                 },
                 keep_centroids: centroids,
+                classifier: classifier.then(|| ClassifierParams {
+                    configs: search_configs(classifier_configurations as usize),
+                    ..ClassifierParams::default()
+                }),
+                subsplits: memorisation_splits.then(SubSplits::default),
             };
             let n_layers = match &opts.layers {
                 Some(l) => {
@@ -428,36 +451,69 @@ fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     )?;
-    writeln!(
-        out,
-        "{:>5}  {:>15}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>7}",
-        "layer",
-        "clusters/labels",
-        "min dist",
-        "mean dist",
-        "scale",
-        "acc test",
-        "train/test sim",
-        "seconds"
-    )?;
+    // One nearest-cluster accuracy column per scored split (every split
+    // but the fit split, with points), then the classifier's when computed.
+    let scored: Vec<&String> = r
+        .splits
+        .iter()
+        .filter(|&(name, &n)| *name != r.fit_split && n > 0)
+        .map(|(name, _)| name)
+        .collect();
+    let with_classifier = r.layers.iter().any(|l| l.classifier_accuracy.is_some());
+    let mut head = format!(
+        "{:>5}  {:>15}  {:>9}  {:>9}  {:>9}",
+        "layer", "clusters/labels", "min dist", "mean dist", "scale"
+    );
+    for name in &scored {
+        head += &format!("  {:>8}", format!("acc {name}"));
+    }
+    if with_classifier {
+        for name in &scored {
+            head += &format!("  {:>13}", format!("mlp {name}"));
+        }
+    }
+    head += &format!("  {:>14}  {:>7}", "train/test sim", "seconds");
+    writeln!(out, "{head}")?;
     for l in &r.layers {
         let ds: Vec<f64> = l.label_distance.iter().map(|t| t.2).collect();
         let min = ds.iter().copied().reduce(f64::min);
         let mean = (!ds.is_empty()).then(|| ds.iter().sum::<f64>() / ds.len() as f64);
-        writeln!(
-            out,
-            "{:>5}  {:>15}  {:>9}  {:>9}  {:>9.3}  {:>8}  {:>14}  {:>7.2}",
+        let mut row = format!(
+            "{:>5}  {:>15}  {:>9}  {:>9}  {:>9.3}",
             l.layer,
             format!("{}/{}", l.clusters, l.labels_present),
             fmt_opt(min, 3),
             fmt_opt(mean, 3),
             l.scale,
-            l.accuracy
-                .get("test")
-                .map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0)),
+        );
+        for name in &scored {
+            let a = l.accuracy.get(*name);
+            let width = 8.max(name.len() + 4);
+            row += &format!(
+                "  {:>width$}",
+                a.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0))
+            );
+        }
+        if with_classifier {
+            for name in &scored {
+                let a = l.classifier_accuracy.as_ref().and_then(|c| c.get(*name));
+                let width = 13.max(name.len() + 4);
+                row += &format!(
+                    "  {:>width$}",
+                    a.map_or("-".to_string(), |a| format!(
+                        "{:.2}±{:.2}%",
+                        a.mean * 100.0,
+                        a.std * 100.0
+                    ))
+                );
+            }
+        }
+        row += &format!(
+            "  {:>14}  {:>7.2}",
             fmt_opt(l.similarity.get("train_test").copied().flatten(), 3),
             l.seconds
-        )?;
+        );
+        writeln!(out, "{row}")?;
     }
     writeln!(out, "total {:.2} s", r.seconds)?;
     Ok(())

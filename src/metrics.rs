@@ -84,6 +84,9 @@ pub struct LayerSnapshot {
     pub similarity_test: Option<f64>,
     /// Nearest-cluster accuracy per split, a fraction in [0, 1].
     pub accuracy: Vec<(String, f64)>,
+    /// MLP classifier-probe accuracy per split: `(split, mean, std)` over
+    /// seeds (empty when the run has no classifier).
+    pub classifier_accuracy: Vec<(String, f64, f64)>,
     /// Labels whose min distance grew against the baseline (`None` for the
     /// baseline itself).
     pub labels_increased: Option<u64>,
@@ -183,6 +186,14 @@ impl RunSnapshot {
                 }
                 new
             });
+            let mut seen = HashSet::new();
+            l.classifier_accuracy.retain(|(split, _, _)| {
+                let new = seen.insert(split.clone());
+                if !new {
+                    removed.push(("classifier split", at(split)));
+                }
+                new
+            });
             if let Some(pairs) = &mut l.label_pairs {
                 let mut seen = HashSet::new();
                 pairs.retain(|(a, b, _)| {
@@ -225,6 +236,8 @@ enum Fam {
     CentroidMovement,
     SpatialSimilarity,
     ProbeAccuracy,
+    ClassifierAccuracy,
+    ClassifierAccuracyStd,
     LabelsIncreased,
     LabelsDecreased,
     LabelPairDistance,
@@ -239,7 +252,7 @@ enum Fam {
 
 /// The families the collector writes, in exposition order; `Fam as usize` is
 /// the index (tested).
-const SNAPSHOT_FAMILIES: [Fam; 19] = [
+const SNAPSHOT_FAMILIES: [Fam; 21] = [
     Fam::CheckpointStep,
     Fam::CheckpointTimestamp,
     Fam::Clusters,
@@ -255,6 +268,8 @@ const SNAPSHOT_FAMILIES: [Fam; 19] = [
     Fam::CentroidMovement,
     Fam::SpatialSimilarity,
     Fam::ProbeAccuracy,
+    Fam::ClassifierAccuracy,
+    Fam::ClassifierAccuracyStd,
     Fam::LabelsIncreased,
     Fam::LabelsDecreased,
     Fam::LabelPairDistance,
@@ -341,6 +356,16 @@ impl Fam {
                 "probewatch_probe_accuracy",
                 Gauge,
                 "Nearest-cluster accuracy of the split's points against the layer's train clusters, as a fraction from 0 to 1.",
+            ),
+            Fam::ClassifierAccuracy => (
+                "probewatch_classifier_accuracy",
+                Gauge,
+                "Mean over seeds of the accuracy on the split's points of the MLP classifier probe fitted on the layer's train (or subtrain) split, as a fraction from 0 to 1.",
+            ),
+            Fam::ClassifierAccuracyStd => (
+                "probewatch_classifier_accuracy_std",
+                Gauge,
+                "Standard deviation over seeds of the MLP classifier probe's accuracy on the split's points, as a fraction from 0 to 1.",
             ),
             Fam::LabelsIncreased => (
                 "probewatch_labels_min_distance_increased",
@@ -532,6 +557,18 @@ fn gather<'a>(runs: &'a [Arc<RunSnapshot>]) -> Vec<Vec<Sample<'a>>> {
             }
             for (split, v) in &l.accuracy {
                 push(Fam::ProbeAccuracy, with("split", split), Value::Real(*v));
+            }
+            for (split, mean, std) in &l.classifier_accuracy {
+                push(
+                    Fam::ClassifierAccuracy,
+                    with("split", split),
+                    Value::Real(*mean),
+                );
+                push(
+                    Fam::ClassifierAccuracyStd,
+                    with("split", split),
+                    Value::Real(*std),
+                );
             }
             if let Some(n) = l.labels_increased {
                 push(Fam::LabelsIncreased, base(), Value::Count(n));
@@ -896,6 +933,7 @@ mod tests {
                 similarity_previous: Some(0.95),
                 similarity_test: Some(0.8),
                 accuracy: vec![("test".to_owned(), 0.75), ("dev".to_owned(), 0.5)],
+                classifier_accuracy: vec![("test".to_owned(), 0.875, 0.0125)],
                 labels_increased: Some(1),
                 labels_decreased: Some(2),
                 label_pairs: Some(vec![("NOUN".to_owned(), "VERB".to_owned(), 3.5)]),
@@ -957,6 +995,12 @@ mod tests {
         assert_eq!(value(&s, "probewatch_probe_accuracy", &test), 0.75);
         let dev = [run, ("layer", "3"), ("split", "dev")];
         assert_eq!(value(&s, "probewatch_probe_accuracy", &dev), 0.5);
+        assert_eq!(value(&s, "probewatch_classifier_accuracy", &test), 0.875);
+        assert_eq!(
+            value(&s, "probewatch_classifier_accuracy_std", &test),
+            0.0125
+        );
+        assert!(samples(&s, "probewatch_classifier_accuracy", &dev).is_empty());
         assert_eq!(
             value(&s, "probewatch_labels_min_distance_increased", &layer),
             1.0

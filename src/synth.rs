@@ -53,6 +53,7 @@ impl SyntheticLayer {
             n_labels: self.n_labels,
             split: &self.split,
             split_names,
+            fit_split: crate::geometry::measures::TRAIN,
         }
     }
 }

@@ -931,3 +931,104 @@ fn frozen_partition_mode_keeps_the_baseline_clusters() {
         "exact re-clustering splits the overlapping pair ({exact_top} clusters)"
     );
 }
+
+/// `classifier = "mlp"` with `memorisation_splits = true`: the daemon fits
+/// clusters and the MLP probe on `subtrain`, exports
+/// `probewatch_classifier_accuracy{,_std}` and the nearest-cluster accuracy
+/// for `subtest` and `test`, equal to `probe --classifier
+/// --memorisation-splits --json` on the same file (the classifier is
+/// deterministic), stores them, and serves them again after a restart.
+#[test]
+fn classifier_and_memorisation_splits() {
+    let dir = tempdir();
+    let run = folder(dir.path(), "run");
+    let cfg = write_config(
+        dir.path(),
+        &run_table(
+            "mlp",
+            &run,
+            "classifier = \"mlp\"\nclassifier_configurations = 2\nmemorisation_splits = true",
+        ),
+    );
+    let file = write_renamed(&run, "step-0.safetensors", &small_dump(0).bytes());
+    let d = Daemon::watch(&cfg, &[]);
+    let r = [("run", "mlp")];
+    let s = d.wait_metrics("the checkpoint", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(0.0)
+    });
+    let out = Command::new(exe())
+        .args(["probe", file.to_str().expect("UTF-8 path")])
+        .args(["--json", "--classifier", "--classifier-configurations", "2"])
+        .arg("--memorisation-splits")
+        .output()
+        .expect("running probewatch probe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(want["fit_split"], "subtrain");
+    assert_eq!(want["splits"]["train"], 0);
+    let (sub_a, sub_b) = (
+        want["splits"]["subtrain"].as_u64().expect("subtrain"),
+        want["splits"]["subtest"].as_u64().expect("subtest"),
+    );
+    assert_eq!(sub_a + sub_b, 240, "train is carved whole");
+    assert!((44..=52).contains(&sub_b), "about 20 % of train: {sub_b}");
+    for layer in want["layers"].as_array().expect("layers") {
+        let l = layer["layer"].to_string();
+        for split in ["subtest", "test"] {
+            let labels = [
+                ("run", "mlp"),
+                ("task", "small"),
+                ("layer", &l),
+                ("split", split),
+            ];
+            let c = &layer["classifier_accuracy"][split];
+            assert_eq!(
+                s.value("probewatch_classifier_accuracy", &labels),
+                c["mean"].as_f64().expect("mean"),
+                "layer {l} split {split}"
+            );
+            assert_eq!(
+                s.value("probewatch_classifier_accuracy_std", &labels),
+                c["std"].as_f64().expect("std")
+            );
+            assert_eq!(
+                s.value("probewatch_probe_accuracy", &labels),
+                layer["accuracy"][split].as_f64().expect("accuracy")
+            );
+        }
+        // Separable blobs: the classifier gets every test point right.
+        assert_eq!(layer["classifier_accuracy"]["test"]["mean"], 1.0);
+        assert!(layer["classifier_accuracy"].get("subtrain").is_none());
+    }
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let rows = stored_rows(&dir.path().join("store.sqlite"), "mlp");
+    let store = Store::open(&dir.path().join("store.sqlite")).expect("store");
+    let layers = store.layers(rows[0].id).expect("layers");
+    assert!(
+        layers
+            .iter()
+            .all(|l| l.report_json.contains("\"classifier_accuracy\""))
+    );
+    // Restarted: the stored values are served again.
+    let d = Daemon::watch(&cfg, &[]);
+    let again = d.wait_metrics("the restored checkpoint", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(0.0)
+    });
+    let top = [
+        ("run", "mlp"),
+        ("task", "small"),
+        ("layer", "2"),
+        ("split", "test"),
+    ];
+    assert_eq!(
+        again.value("probewatch_classifier_accuracy", &top),
+        s.value("probewatch_classifier_accuracy", &top)
+    );
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+}

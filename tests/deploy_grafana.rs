@@ -44,6 +44,7 @@ fn exposed_names() -> BTreeSet<String> {
             similarity_previous: Some(1.0),
             similarity_test: Some(1.0),
             accuracy: vec![("test".to_owned(), 1.0)],
+            classifier_accuracy: vec![("test".to_owned(), 0.9, 0.01)],
             labels_increased: Some(0),
             labels_decreased: Some(0),
             label_pairs: Some(vec![("A".to_owned(), "B".to_owned(), 1.0)]),

@@ -71,6 +71,7 @@ fn everything() -> Metrics {
             similarity_previous: Some(0.99),
             similarity_test: Some(0.8),
             accuracy: vec![("test".to_owned(), 0.7)],
+            classifier_accuracy: vec![("test".to_owned(), 0.8, 0.01)],
             labels_increased: Some(1),
             labels_decreased: Some(1),
             label_pairs: Some(vec![("NOUN".to_owned(), "VERB".to_owned(), 1.5)]),

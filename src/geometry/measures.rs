@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::classifier::{ClassifierReport, MeanStd};
 use super::directprobe::{self, Cluster, ClusterStats, Clustering, LabelledPoints};
 use super::hull::{
     ClusterGram, Gram, HullParams, PointSet, Query, hull_distance, point_distance_with, rms_radius,
@@ -116,7 +117,14 @@ pub struct LayerInput<'a> {
     pub split: &'a [u8],
     /// Split names (index → name).
     pub split_names: &'a [String],
+    /// The split clustered (and the classifier fitted on): [`TRAIN`], or
+    /// `subtrain` in the memorisation setting. Every other split is
+    /// evaluated against its clusters.
+    pub fit_split: &'a str,
 }
+
+/// The name of the split fitted on by default.
+pub const TRAIN: &str = "train";
 
 /// Summary of the cluster distances of a layer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -183,6 +191,15 @@ pub struct LayerReport {
     /// stores them with each layer); empty from [`measure_layer`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_names: Vec<String>,
+    /// Classifier-probe accuracy per split other than the fit split (mean
+    /// and standard deviation over seeds); set by the caller when asked
+    /// for ([`super::classifier::probe`]), absent from the JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier_accuracy: Option<BTreeMap<String, MeanStd>>,
+    /// The classifier probe's search and chosen configuration (its
+    /// accuracies are in `classifier_accuracy`); absent when not computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<ClassifierReport>,
     /// Wall-clock seconds; set by the caller (0 here: the core does not
     /// time itself).
     pub seconds: f64,
@@ -438,10 +455,11 @@ fn min_distances(n_labels: usize, ld: &[(u32, u32, f64)]) -> Vec<Option<f64>> {
     m
 }
 
-/// Measures one layer. The train split is the one named `train`.
+/// Measures one layer. The split clustered is `input.fit_split` (`train`
+/// unless the memorisation setting fits on `subtrain`).
 ///
 /// # Panics
-/// If the input's lengths are inconsistent or there is no train split
+/// If the input's lengths are inconsistent or there is no fit split
 /// (the dump reader rejects both).
 pub fn measure_layer(input: LayerInput<'_>, params: &MeasureParams) -> LayerReport {
     measure_layer_with(input, params, None, Partition::Recluster).0
@@ -497,13 +515,14 @@ pub fn measure_layer_with(
         n_labels,
         split,
         split_names,
+        fit_split,
     } = input;
     assert_eq!(data.len(), labels.len() * dim);
     assert_eq!(split.len(), labels.len());
     let train_id = split_names
         .iter()
-        .position(|s| s == "train")
-        .expect("a train split") as u8;
+        .position(|s| s == fit_split)
+        .expect("the fit split") as u8;
     let train = rows_of(split, train_id);
     let (scale, centroids) = scale_and_centroids(data, dim, labels, n_labels, &train);
     let hull = HullParams {
@@ -712,6 +731,8 @@ pub fn measure_layer_with(
         centroids,
         train_clusters: clustering.clusters,
         label_names: Vec::new(),
+        classifier_accuracy: None,
+        classifier: None,
         seconds: 0.0,
     };
     next.report = Some(Box::new(report.clone()));
@@ -757,6 +778,9 @@ fn input_fingerprint(
             eat(u64::from(b));
         }
         eat(u64::MAX);
+    }
+    for b in input.fit_split.bytes() {
+        eat(u64::from(b));
     }
     for b in format!("{params:?}").bytes() {
         eat(u64::from(b));
@@ -1036,6 +1060,7 @@ mod tests {
                 n_labels: 3,
                 split: &s,
                 split_names: &names,
+                fit_split: TRAIN,
             },
             &MeasureParams::default(),
         );
@@ -1075,6 +1100,7 @@ mod tests {
                 n_labels: 3,
                 split: &s,
                 split_names: &names,
+                fit_split: TRAIN,
             },
             &MeasureParams::default(),
         );

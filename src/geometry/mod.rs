@@ -7,6 +7,7 @@
 //! returns plain data. It knows nothing about files, HTTP, Prometheus or the
 //! configuration file; callers hand it checked parameters.
 
+pub mod classifier;
 pub mod directprobe;
 pub mod hull;
 pub mod measures;
