@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod demo;
 pub mod geometry;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod source;
 pub mod store;
