@@ -29,7 +29,7 @@ use crate::analysis::{AnalysisOptions, Report, TaskMemory, analyse_dump_with};
 use crate::config::{Baseline, Config, Layout, Mode, QueuePolicy, RunConfig};
 use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
-use crate::server::{ReadyFlags, ServerState};
+use crate::server::{ReadyFlags, ReportSource, ServerState};
 use crate::source::dump::{ActivationDump, DumpError};
 use crate::store::{CheckpointRow, CheckpointStatus, LayerRecord, NewCheckpoint, RunId, Store};
 use crate::watch::{self, Candidate, Hint, ScanItem, Scanner};
@@ -61,6 +61,9 @@ pub enum DaemonError {
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
 }
+
+/// Seconds between reloads of a watched run's `/report` page.
+const REPORT_REFRESH_SECONDS: u32 = 30;
 
 /// What the daemon shares between its run loops.
 struct Shared {
@@ -126,6 +129,11 @@ pub async fn run(
         ServerState {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            reports: Some(ReportSource {
+                store: config.store.clone(),
+                watched: config.runs.iter().map(|r| r.name.clone()).collect(),
+                refresh_seconds: REPORT_REFRESH_SECONDS,
+            }),
         },
         async move {
             stopped(&mut server_shutdown).await;

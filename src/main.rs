@@ -156,6 +156,25 @@ enum Command {
         #[arg(long, default_value = "../shared/data/dumps")]
         data: PathBuf,
     },
+    /// Write a run's HTML report (figures and layer table, one
+    /// self-contained file) from the daemon's history store.
+    Report {
+        /// The daemon's SQLite history (read only; the daemon may be running).
+        #[arg(long)]
+        store: PathBuf,
+        /// The run (its `name` in the daemon's config; omit to list the runs).
+        #[arg(long)]
+        run: Option<String>,
+        /// Task (default: the first by name).
+        #[arg(long)]
+        task: Option<String>,
+        /// Layer of the min-distance figure (default: the last).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Output HTML file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -287,6 +306,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Report {
+            store,
+            run,
+            task,
+            layer,
+            out,
+        } => report(&store, run, task, layer, out),
         Command::Bench {
             cases,
             quick,
@@ -537,6 +563,48 @@ fn extract(
         task.label_names.len(),
         task.layers.len(),
         task.dim,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `probewatch report`: the run's page into a file, or the list of runs.
+fn report(
+    store: &std::path::Path,
+    run: Option<String>,
+    task: Option<String>,
+    layer: Option<usize>,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    use probewatch::report::{ReportOptions, render_from_store, run_names};
+    let (Some(run), Some(out)) = (run, out) else {
+        let names = run_names(store)?;
+        anyhow::ensure!(
+            !names.is_empty(),
+            "{}: the store holds no run yet",
+            store.display()
+        );
+        println!("runs in {}:", store.display());
+        for n in names {
+            println!("  {n}");
+        }
+        anyhow::bail!("name a run with --run and an output file with --out");
+    };
+    let opts = ReportOptions {
+        task,
+        layer,
+        refresh_seconds: None,
+        links: false,
+    };
+    let t = std::time::Instant::now();
+    let html = render_from_store(store, &run, &opts)?;
+    let tmp = out.with_extension("html.tmp");
+    std::fs::write(&tmp, &html).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("renaming into {}", out.display()))?;
+    eprintln!(
+        "wrote {}: run {run}, {} KiB, in {:.2} s",
+        out.display(),
+        html.len().div_ceil(1024),
         t.elapsed().as_secs_f64()
     );
     Ok(())

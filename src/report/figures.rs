@@ -692,7 +692,8 @@ pub const COLUMNS: &[Column] = &[
             match b {
                 Some(b) => {
                     let before = format!("{}/{}", b.clusters, b.labels_present);
-                    let ratio = |x: &LayerSummary| x.clusters as f64 / x.labels_present.max(1) as f64;
+                    let ratio =
+                        |x: &LayerSummary| x.clusters as f64 / x.labels_present.max(1) as f64;
                     Cell {
                         worse: ratio(l) > ratio(b),
                         text: format!("{before} → {now}"),
@@ -809,7 +810,11 @@ mod tests {
             .collect();
         let p = pca2(&pts, true);
         // Axis 1 = ±(c, 0, s, 0), sign: largest component positive.
-        assert!(close(p.axes[0][0], c, 1e-8) && close(p.axes[0][2], s, 1e-8), "{:?}", p.axes);
+        assert!(
+            close(p.axes[0][0], c, 1e-8) && close(p.axes[0][2], s, 1e-8),
+            "{:?}",
+            p.axes
+        );
         assert!(close(p.axes[1][0].abs(), s, 1e-8) && close(p.axes[1][2].abs(), c, 1e-8));
         assert!(p.axes[1][2] > 0.0);
         // Variances 25/2 and 4/2 over a full turn: shares 25/29 and 4/29.
@@ -826,14 +831,19 @@ mod tests {
         let p = pca2(&[vec![0.0, 2.0], vec![0.0, 4.0]], false);
         assert_eq!(p.mean, vec![0.0, 0.0]);
         assert!(close(p.coords[0][0], 2.0, 1e-12) && close(p.coords[1][0], 4.0, 1e-12));
-        assert_eq!(pca2(&vec![vec![1.0, 1.0]; 3], true).coords, vec![[0.0, 0.0]; 3]);
+        assert_eq!(
+            pca2(&vec![vec![1.0, 1.0]; 3], true).coords,
+            vec![[0.0, 0.0]; 3]
+        );
         assert!(pca2(&[], true).coords.is_empty());
     }
 
     #[test]
     fn top_and_bottom_three_are_ranked_and_never_overlap() {
-        let changes: Vec<(usize, f64)> =
-            [0.5, -1.0, 2.0, 0.0, 0.5, -3.0, 1.0, 0.2].into_iter().enumerate().collect();
+        let changes: Vec<(usize, f64)> = [0.5, -1.0, 2.0, 0.0, 0.5, -3.0, 1.0, 0.2]
+            .into_iter()
+            .enumerate()
+            .collect();
         let (most, least) = top_bottom(&changes);
         assert_eq!(most, [2, 6, 0]); // 2.0, 1.0, then 0.5 by the smaller index
         assert_eq!(least, [5, 1, 3]); // -3.0, -1.0, 0.0
@@ -861,7 +871,11 @@ mod tests {
 
     #[test]
     fn min_distance_figure_highlights_by_change_from_the_baseline() {
-        let h = history(&[[1.0, 1.0, 1.0, 1.0], [9.0, 0.0, 1.0, 1.0], [1.5, 0.2, 3.0, 1.0]]);
+        let h = history(&[
+            [1.0, 1.0, 1.0, 1.0],
+            [9.0, 0.0, 1.0, 1.0],
+            [1.5, 0.2, 3.0, 1.0],
+        ]);
         let f = min_distance_figure(&h).unwrap();
         assert_eq!(f.layer, 3);
         let by_label = |l: usize| f.lines.iter().find(|x| x.label == l).unwrap();
@@ -879,7 +893,13 @@ mod tests {
 
     #[test]
     fn closest_labels_follow_the_closest_pairs() {
-        let d = [(0, 1, 3.0), (0, 2, 1.0), (1, 2, 2.0), (2, 3, 1.0), (1, 3, 5.0)];
+        let d = [
+            (0, 1, 3.0),
+            (0, 2, 1.0),
+            (1, 2, 2.0),
+            (2, 3, 1.0),
+            (1, 3, 5.0),
+        ];
         assert_eq!(closest_labels(&d, 3), [0, 2, 3]);
         assert_eq!(closest_labels(&d, 9), [0, 2, 3, 1]);
         assert!(closest_labels(&[], 3).is_empty());
@@ -893,11 +913,7 @@ mod tests {
             centroids: (0..3)
                 .map(|i| {
                     let t = i as f64;
-                    vec![
-                        Some(vec![t, 0.0, 0.0]),
-                        None,
-                        Some(vec![-t, 0.0, 0.1 * t]),
-                    ]
+                    vec![Some(vec![t, 0.0, 0.0]), None, Some(vec![-t, 0.0, 0.1 * t])]
                 })
                 .collect(),
         };
@@ -910,7 +926,16 @@ mod tests {
         // Label 0 and 2 move in opposite directions along the first axis.
         let dx = |k: usize| p.paths[k].points[2].1 - p.paths[k].points[0].1;
         assert!(dx(0) * dx(1) < 0.0);
-        assert!(centroid_paths(&CentroidSeries { steps: vec![1], ..series }, &[0]).is_none());
+        assert!(
+            centroid_paths(
+                &CentroidSeries {
+                    steps: vec![1],
+                    ..series
+                },
+                &[0]
+            )
+            .is_none()
+        );
     }
 
     fn summary(layer: usize, moves: &[f64]) -> LayerSummary {
@@ -980,8 +1005,11 @@ mod tests {
             ..Comparison::default()
         });
         let rows = table(std::slice::from_ref(&b), std::slice::from_ref(&l));
-        let cells: Vec<(&str, bool)> =
-            rows[0].cells.iter().map(|c| (c.text.as_str(), c.worse)).collect();
+        let cells: Vec<(&str, bool)> = rows[0]
+            .cells
+            .iter()
+            .map(|c| (c.text.as_str(), c.worse))
+            .collect();
         assert_eq!(
             cells,
             [

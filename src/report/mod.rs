@@ -71,7 +71,9 @@ pub enum ReportError {
         available: Vec<usize>,
     },
     /// A stored report or comparison is not the JSON this code expects.
-    #[error("{db}: run '{run}', step {step}, task '{task}', layer {layer}: stored {what} is unreadable: {detail}")]
+    #[error(
+        "{db}: run '{run}', step {step}, task '{task}', layer {layer}: stored {what} is unreadable: {detail}"
+    )]
     BadRecord {
         /// The database.
         db: PathBuf,
@@ -179,7 +181,11 @@ impl<'a> Loader<'a> {
 
     /// Centroids per label from a record (the blob holds the labels with
     /// clusters, in label order).
-    fn centroids(rec: &LayerRecord, clusters_per_label: &[usize], k: usize) -> Vec<Option<Vec<f64>>> {
+    fn centroids(
+        rec: &LayerRecord,
+        clusters_per_label: &[usize],
+        k: usize,
+    ) -> Vec<Option<Vec<f64>>> {
         let dim = rec.centroid_dim as usize;
         let present: Vec<usize> = (0..k)
             .filter(|&l| clusters_per_label.get(l).is_some_and(|&c| c > 0))
@@ -199,7 +205,11 @@ impl<'a> Loader<'a> {
         out
     }
 
-    fn summary(&self, step: u64, rec: &LayerRecord) -> Result<(LayerSummary, Vec<String>), ReportError> {
+    fn summary(
+        &self,
+        step: u64,
+        rec: &LayerRecord,
+    ) -> Result<(LayerSummary, Vec<String>), ReportError> {
         let r: StoredLayer =
             serde_json::from_str(&rec.report_json).map_err(|e| self.bad(step, rec, "report", e))?;
         let vs_baseline = match &rec.comparison_json {
@@ -312,10 +322,7 @@ pub fn load(
     h.tasks = tasks;
     h.task = task.clone();
     let layers: Vec<usize> = h.latest.iter().map(|l| l.layer).collect();
-    let k = h
-        .latest
-        .first()
-        .map_or(0, |l| l.min_label_distance.len());
+    let k = h.latest.first().map_or(0, |l| l.min_label_distance.len());
     if names.len() != k {
         names = label_names_from_meta(latest.task_meta_json.as_deref(), &task)
             .filter(|n| n.len() == k)
@@ -340,10 +347,8 @@ pub fn load(
         .map(|&l| (l, vec![None; h.steps.len()]))
         .collect();
     for (step, layer, json) in store.comparison_series(run_id, &task)? {
-        let (Some(i), Some(j)) = (
-            index(step),
-            sim.iter().position(|s| s.0 == layer as usize),
-        ) else {
+        let (Some(i), Some(j)) = (index(step), sim.iter().position(|s| s.0 == layer as usize))
+        else {
             continue;
         };
         if let Some(json) = json {
@@ -383,10 +388,7 @@ pub fn load(
     };
     h.focus_layer = focus;
     h.focus_min_distance = vec![Vec::new(); h.steps.len()];
-    let (first, last) = (
-        *layers.first().unwrap_or(&0),
-        *layers.last().unwrap_or(&0),
-    );
+    let (first, last) = (*layers.first().unwrap_or(&0), *layers.last().unwrap_or(&0));
     let mut wanted = vec![first, last, focus];
     wanted.sort_unstable();
     wanted.dedup();
@@ -422,7 +424,11 @@ fn label_names_from_meta(meta: Option<&str>, task: &str) -> Option<Vec<String>> 
 
 /// The report page of one run, read from the store at `db` (opened for
 /// reading only).
-pub fn render_from_store(db: &Path, run: &str, opts: &ReportOptions) -> Result<String, ReportError> {
+pub fn render_from_store(
+    db: &Path,
+    run: &str,
+    opts: &ReportOptions,
+) -> Result<String, ReportError> {
     let store = Store::open_reader(db)?;
     let h = load(&store, db, run, opts)?;
     Ok(render_page(&h, opts))

@@ -180,10 +180,7 @@ fn body(out: &mut String, h: &History, opts: &ReportOptions) {
     section(
         out,
         "fig-min-distance",
-        &format!(
-            "Min label distance over training, layer {}",
-            h.focus_layer
-        ),
+        &format!("Min label distance over training, layer {}", h.focus_layer),
         "Each line is a label's distance to its nearest other label; the three labels whose distance grew most (blue) and least (red) are named with their change. Falling lines are labels that fine-tuning pushes towards another label.",
     );
     match min_distance_figure(h) {
@@ -254,7 +251,10 @@ fn body(out: &mut String, h: &History, opts: &ReportOptions) {
     if single {
         needs(out, more);
     } else if boxes.is_empty() {
-        needs(out, "No comparison with the baseline is stored for the latest checkpoint.");
+        needs(
+            out,
+            "No comparison with the baseline is stored for the latest checkpoint.",
+        );
     } else {
         out.push_str(&svg::movement_svg(&boxes, &name));
     }
@@ -285,7 +285,10 @@ fn body(out: &mut String, h: &History, opts: &ReportOptions) {
             out.push_str(&svg::diff_svg(&panels, half, &name, NAMED_DIFFS))
         }
         (true, _) => needs(out, more),
-        (false, None) => needs(out, "Needs stored centroids at the baseline and at the latest checkpoint."),
+        (false, None) => needs(
+            out,
+            "Needs stored centroids at the baseline and at the latest checkpoint.",
+        ),
     }
     out.push_str("</section>");
 

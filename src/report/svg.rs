@@ -84,13 +84,6 @@ pub fn fmt_tick(v: f64, step: f64) -> String {
     format!("{v:.decimals$}")
 }
 
-/// Range `[lo, hi]` padded by `frac` of its width on both sides and
-/// extended to the nice ticks.
-fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
-    let w = (hi - lo).abs().max(f64::EPSILON * lo.abs().max(1.0));
-    (lo - frac * w, hi + frac * w)
-}
-
 /// A linear map from data to pixels.
 #[derive(Clone, Copy, Debug)]
 struct Scale {
@@ -129,8 +122,17 @@ struct Area {
 }
 
 impl Frame {
+    /// A frame whose y range is widened to whole tick steps, so the top
+    /// and bottom of the plot carry a tick (not for equal-aspect plots).
+    fn snapped_y(area: Area, x: (f64, f64), y: (f64, f64)) -> Frame {
+        let (_, step) = nice_ticks(y.0, y.1, (area.height / 45.0).max(2.0) as usize);
+        let lo = (y.0 / step - 1e-9).floor() * step;
+        let hi = (y.1 / step + 1e-9).ceil() * step;
+        Frame::new(area, x, (lo, hi))
+    }
+
     fn new(area: Area, x: (f64, f64), y: (f64, f64)) -> Frame {
-        let xticks = nice_ticks(x.0, x.1, (area.width / 90.0).max(2.0) as usize);
+        let xticks = nice_ticks(x.0, x.1, (area.width / 75.0).max(2.0) as usize);
         let yticks = nice_ticks(y.0, y.1, (area.height / 45.0).max(2.0) as usize);
         Frame {
             x: Scale {
@@ -158,11 +160,17 @@ impl Frame {
         out.push_str("<g class=\"grid\">");
         for &t in &self.yticks.0 {
             let y = self.y.map(t);
-            let _ = write!(out, "<line x1=\"{x0:.2}\" x2=\"{x1:.2}\" y1=\"{y:.2}\" y2=\"{y:.2}\"/>");
+            let _ = write!(
+                out,
+                "<line x1=\"{x0:.2}\" x2=\"{x1:.2}\" y1=\"{y:.2}\" y2=\"{y:.2}\"/>"
+            );
         }
         for &t in &self.xticks.0 {
             let x = self.x.map(t);
-            let _ = write!(out, "<line x1=\"{x:.2}\" x2=\"{x:.2}\" y1=\"{y0:.2}\" y2=\"{y1:.2}\"/>");
+            let _ = write!(
+                out,
+                "<line x1=\"{x:.2}\" x2=\"{x:.2}\" y1=\"{y0:.2}\" y2=\"{y1:.2}\"/>"
+            );
         }
         out.push_str("</g>");
         let _ = write!(
@@ -287,7 +295,7 @@ pub fn min_distance_svg(
     let pts = fig.lines.iter().flat_map(|l| &l.points);
     let xr = data_range(pts.clone().map(|p| p.0 as f64)).unwrap_or((0.0, 1.0));
     let yr = data_range(pts.map(|p| p.1)).unwrap_or((0.0, 1.0));
-    let f = Frame::new(area, xr, padded(yr.0.min(0.0), yr.1, 0.04));
+    let f = Frame::snapped_y(area, xr, (yr.0.min(0.0), yr.1));
     let mut out = String::new();
     open_svg(
         &mut out,
@@ -405,7 +413,10 @@ pub fn paths_svg(panels: &[PathPanel], label: &dyn Fn(usize) -> String) -> Strin
             height: side,
         };
         let (xr, yr) = square_range(
-            panel.paths.iter().flat_map(|p| p.points.iter().map(|q| (q.1, q.2))),
+            panel
+                .paths
+                .iter()
+                .flat_map(|p| p.points.iter().map(|q| (q.1, q.2))),
             0.12,
         );
         let f = Frame::new(area, xr, yr);
@@ -441,12 +452,16 @@ pub fn paths_svg(panels: &[PathPanel], label: &dyn Fn(usize) -> String) -> Strin
                  <circle class=\"end\" cx=\"{ex:.2}\" cy=\"{ey:.2}\" r=\"4.5\" fill=\"{c}\"><title>{name} at step {}</title></circle>",
                 first.0, last.0
             );
-            ends.push((ex, ey, c, name));
+            // Name on the side the path arrives from, so it does not cover the path.
+            let leftwards = ex < sx - 1.0;
+            ends.push((ex, ey, c, name, leftwards));
         }
         let wanted: Vec<f64> = ends.iter().map(|e| e.1).collect();
         let ys = spread_labels(&wanted, 13.0, area.top + 6.0, area.top + side - 4.0);
-        for ((x, _, c, name), y) in ends.iter().zip(ys) {
-            let (anchor, dx) = if *x > area.left + side * 0.75 {
+        for ((x, _, c, name, leftwards), y) in ends.iter().zip(ys) {
+            let near_right = *x > area.left + side * 0.8;
+            let near_left = *x < area.left + side * 0.2;
+            let (anchor, dx) = if near_right || (*leftwards && !near_left) {
                 ("end", -7.0)
             } else {
                 ("start", 7.0)
@@ -476,7 +491,7 @@ pub fn movement_svg(boxes: &[BoxStats], label: &dyn Fn(usize) -> String) -> Stri
     };
     let yr = data_range(boxes.iter().flat_map(|b| [b.min, b.max])).unwrap_or((0.0, 1.0));
     let n = boxes.len().max(1) as f64;
-    let mut f = Frame::new(area, (-0.5, n - 0.5), padded(0.0, yr.1, 0.04));
+    let mut f = Frame::snapped_y(area, (-0.5, n - 0.5), (0.0, yr.1));
     // Category axis: one tick per layer (thinned when crowded).
     let every = (boxes.len() as f64 / 26.0).ceil().max(1.0) as usize;
     f.xticks = (
@@ -570,10 +585,19 @@ pub fn similarity_svg(lines: &[LayerLine], baseline_step: Option<u64>) -> String
     let pts = lines.iter().flat_map(|l| &l.points);
     let xr = data_range(pts.clone().map(|p| p.0 as f64)).unwrap_or((0.0, 1.0));
     let yr = data_range(pts.map(|p| p.1)).unwrap_or((0.0, 1.0));
-    let f = Frame::new(area, xr, padded(yr.0, yr.1.max(1.0), 0.04));
+    let f = Frame::snapped_y(area, xr, (yr.0, yr.1.max(1.0)));
     let mut out = String::new();
-    open_svg(&mut out, w, h, "Spatial similarity to the baseline vs training step");
-    f.draw(&mut out, "training step", "similarity to the baseline (Pearson r)");
+    open_svg(
+        &mut out,
+        w,
+        h,
+        "Spatial similarity to the baseline vs training step",
+    );
+    f.draw(
+        &mut out,
+        "training step",
+        "similarity to the baseline (Pearson r)",
+    );
     if let Some(b) = baseline_step {
         let (x, _) = f.point(b as f64, 0.0);
         let _ = write!(
@@ -606,7 +630,11 @@ pub fn similarity_svg(lines: &[LayerLine], baseline_step: Option<u64>) -> String
     }
     // Colour key: a vertical ramp from the first to the last layer.
     let (kx, ky, kh) = (area.left + area.width + 40.0, area.top + 20.0, 200.0);
-    let _ = write!(out, "<g class=\"key\"><text x=\"{kx:.2}\" y=\"{:.2}\">layer</text>", ky - 8.0);
+    let _ = write!(
+        out,
+        "<g class=\"key\"><text x=\"{kx:.2}\" y=\"{:.2}\">layer</text>",
+        ky - 8.0
+    );
     let steps = 20;
     for s in 0..steps {
         let t = s as f64 / (steps - 1) as f64;
@@ -667,7 +695,10 @@ pub fn diff_svg(
         );
         f.draw(
             &mut out,
-            &format!("axis 1 ({:.0} % of squared movement)", 100.0 * panel.explained[0]),
+            &format!(
+                "axis 1 ({:.0} % of squared movement)",
+                100.0 * panel.explained[0]
+            ),
             &format!("axis 2 ({:.0} %)", 100.0 * panel.explained[1]),
         );
         let (ox, oy) = f.point(0.0, 0.0);
@@ -686,21 +717,28 @@ pub fn diff_svg(
             .map(|(k, p)| (k, p.x.hypot(p.y)))
             .collect();
         far.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let show: Vec<usize> = far.iter().take(named).map(|x| x.0).collect();
-        for (k, p) in panel.points.iter().enumerate() {
-            let (x, y) = f.point(p.x, p.y);
-            let name = esc(&label(p.label));
+        let pixels: Vec<(f64, f64)> = panel.points.iter().map(|p| f.point(p.x, p.y)).collect();
+        for (p, &(x, y)) in panel.points.iter().zip(&pixels) {
             let _ = write!(
                 out,
-                "<circle class=\"dot\" cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"3.5\"><title>{name}: moved {:.3} in this plane</title></circle>",
+                "<circle class=\"dot\" cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"3.5\"><title>{}: moved {:.3} in this plane</title></circle>",
+                esc(&label(p.label)),
                 p.x.hypot(p.y)
             );
-            if show.contains(&k) {
+        }
+        // Names of the farthest points first, each where it overlaps no
+        // name already placed (or not at all: the tooltip still has it).
+        let mut taken: Vec<[f64; 4]> = Vec::new();
+        for &(k, _) in far.iter().take(named) {
+            let text = label(panel.points[k].label);
+            if let Some((x, y, anchor)) = place_name(pixels[k], &text, &taken, area) {
+                let w = name_width(&text);
+                let x0 = if anchor == "end" { x - w } else { x };
+                taken.push([x0, y - 10.0, x0 + w, y + 2.0]);
                 let _ = write!(
                     out,
-                    "<text class=\"name\" x=\"{:.2}\" y=\"{:.2}\">{name}</text>",
-                    x + 5.0,
-                    y - 4.0
+                    "<text class=\"name\" x=\"{x:.2}\" y=\"{y:.2}\" text-anchor=\"{anchor}\">{}</text>",
+                    esc(&text)
                 );
             }
         }
@@ -708,6 +746,41 @@ pub fn diff_svg(
     }
     out.push_str("</svg>");
     out
+}
+
+/// Approximate width in pixels of a point label (10.5 px sans-serif).
+fn name_width(text: &str) -> f64 {
+    6.2 * text.chars().count() as f64
+}
+
+/// A position for a point's name: right, left, above or below the point,
+/// the first whose box stays inside `area` and overlaps no box in `taken`;
+/// returns the text's anchor point and `text-anchor`.
+fn place_name(
+    (px, py): (f64, f64),
+    text: &str,
+    taken: &[[f64; 4]],
+    area: Area,
+) -> Option<(f64, f64, &'static str)> {
+    let w = name_width(text);
+    let candidates = [
+        (px + 6.0, py + 4.0, "start"),
+        (px - 6.0, py + 4.0, "end"),
+        (px - w / 2.0, py - 7.0, "start"),
+        (px - w / 2.0, py + 15.0, "start"),
+    ];
+    candidates.into_iter().find(|&(x, y, anchor)| {
+        let x0 = if anchor == "end" { x - w } else { x };
+        let b = [x0, y - 10.0, x0 + w, y + 2.0];
+        let inside = b[0] >= area.left
+            && b[2] <= area.left + area.width
+            && b[1] >= area.top
+            && b[3] <= area.top + area.height;
+        inside
+            && taken
+                .iter()
+                .all(|t| b[2] <= t[0] || b[0] >= t[2] || b[3] <= t[1] || b[1] >= t[3])
+    })
 }
 
 #[cfg(test)]
@@ -759,14 +832,17 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(nice_ticks(0.0, 2000.0, 7), (vec![0.0, 500.0, 1000.0, 1500.0, 2000.0], 500.0));
+        assert_eq!(
+            nice_ticks(0.0, 2000.0, 7),
+            (vec![0.0, 500.0, 1000.0, 1500.0, 2000.0], 500.0)
+        );
         let (t, s) = nice_ticks(0.93, 1.0, 5);
         assert_eq!(s, 0.02);
         assert_eq!(t.len(), 4); // 0.94, 0.96, 0.98, 1.00
         assert_eq!(fmt_tick(0.96, s), "0.96");
         let (t, _) = nice_ticks(-3.2, 3.2, 6);
         assert!(t.contains(&0.0) && t.iter().all(|v| (-3.2..=3.2).contains(v)));
-        assert_eq!(nice_ticks(5.0, 5.0, 4).0, vec![4.6, 4.8, 5.0, 5.2, 5.4]);
+        assert_eq!(nice_ticks(5.0, 5.0, 4).0, vec![4.5, 5.0, 5.5]);
     }
 
     #[test]
@@ -799,7 +875,7 @@ mod tests {
         let svg = min_distance_svg(&fig, &name, Some(0));
         assert_eq!(
             structure(&svg),
-            "svg.figure title g.grid line×9 g.axis line×2 text.tick×9 text.label×2 \
+            "svg.figure title g.grid line×11 g.axis line×2 text.tick×11 text.label×2 \
              line.marker text.note path.line.faint title path.line.shrank title \
              path.line.grew title text.end×2 g.legend line text line text line.faint text"
         );
@@ -829,8 +905,16 @@ mod tests {
             layer,
             explained: [1.0, 0.0],
             points: vec![
-                DiffPoint { label: 0, x, y: 0.0 },
-                DiffPoint { label: 1, x: -x, y: 0.0 },
+                DiffPoint {
+                    label: 0,
+                    x,
+                    y: 0.0,
+                },
+                DiffPoint {
+                    label: 1,
+                    x: -x,
+                    y: 0.0,
+                },
             ],
         };
         let svg = diff_svg(&[dp(0, 0.5), dp(6, 2.0)], 2.0, &name, 1);
