@@ -126,8 +126,8 @@ impl Frame {
     /// and bottom of the plot carry a tick (not for equal-aspect plots).
     fn snapped_y(area: Area, x: (f64, f64), y: (f64, f64)) -> Frame {
         let (_, step) = nice_ticks(y.0, y.1, (area.height / 45.0).max(2.0) as usize);
-        let lo = (y.0 / step - 1e-9).floor() * step;
-        let hi = (y.1 / step + 1e-9).ceil() * step;
+        let lo = (y.0 / step + 1e-9).floor() * step;
+        let hi = (y.1 / step - 1e-9).ceil() * step;
         Frame::new(area, x, (lo, hi))
     }
 
