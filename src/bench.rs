@@ -30,6 +30,7 @@ pub const CASES: &[&str] = &[
     "partial-finetuning-incremental",
     "daemon-time-to-metrics",
     "daemon-scrape-latency",
+    "report-large-run",
     "psrole-l6-label-distances",
     "peer-scipy-nnls-l6",
     "synthetic-separable",
@@ -286,6 +287,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 20_000
             }))?
         }
+        "report-large-run" => crate::bench_report::report_large_run(quick)?,
         "psrole-l6-label-distances" => {
             let (s, ds) = l6_label_distances(data)?;
             let mean = ds.iter().sum::<f64>() / ds.len() as f64;

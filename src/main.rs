@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod bench;
 mod bench_daemon;
+mod bench_report;
 
 use probewatch::analysis::{AnalysisOptions, Report, analyse_dump};
 use probewatch::geometry::measures::{LabelDistance, MeasureParams};

@@ -229,6 +229,15 @@ pub struct Pca2 {
     pub coords: Vec<[f64; 2]>,
 }
 
+/// Iterations of [`pca2`] at most: a figure needs a few digits; with two
+/// nearly equal variances the plane is found and the axes inside it may
+/// keep turning (any of them shows the data as well).
+const PCA_MAX_ITERATIONS: usize = 500;
+
+/// Steps the centroid-path PCA is fitted on at most (evenly spaced, first
+/// and last included); every step is then projected.
+pub const PATH_FIT_STEPS: usize = 40;
+
 /// The two leading principal axes of `points` (all of one width), centred on
 /// their mean or, with `center = false`, about the origin (so the origin
 /// keeps its meaning, e.g. "did not move").
@@ -261,22 +270,79 @@ pub fn pca2(points: &[Vec<f64>], center: bool) -> Pca2 {
         explained: [0.0, 0.0],
         coords: vec![[0.0, 0.0]; n],
     };
-    if d == 0 || n == 0 || total <= 0.0 || !total.is_finite() {
+    if d == 0 || n == 0 || total <= 0.0 || !total.is_finite() || x.iter().any(|r| r.len() != d) {
         return zero();
     }
-    // y = XᵀX v
-    let apply = |v: &[f64]| -> Vec<f64> {
-        let mut out = vec![0.0; d];
-        for row in &x {
-            let s: f64 = row.iter().zip(v).map(|(a, b)| a * b).sum();
-            if s != 0.0 {
-                for (o, a) in out.iter_mut().zip(row) {
-                    *o += s * a;
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    // The leading eigenpairs of XᵀX (d×d) equal those of XXᵀ (n×n) mapped
+    // through Xᵀ: iterate on the smaller one, never forming a d×d matrix.
+    let (mut axes, lambda) = if n < d {
+        let g: Vec<Vec<f64>> = (0..n)
+            .map(|i| (0..n).map(|j| dot(&x[i], &x[j])).collect())
+            .collect();
+        let (u, lambda) = top2(n, &|v: &[f64]| g.iter().map(|row| dot(row, v)).collect());
+        let lift = |u: &[f64]| -> Vec<f64> {
+            let mut a = vec![0.0; d];
+            for (row, &w) in x.iter().zip(u) {
+                for (o, r) in a.iter_mut().zip(row) {
+                    *o += w * r;
                 }
             }
-        }
-        out
+            let norm = dot(&a, &a).sqrt();
+            if norm > 0.0 {
+                a.iter_mut().for_each(|v| *v /= norm);
+            }
+            a
+        };
+        ([lift(&u[0]), lift(&u[1])], lambda)
+    } else {
+        let apply = |v: &[f64]| -> Vec<f64> {
+            let mut out = vec![0.0; d];
+            for row in &x {
+                let s = dot(row, v);
+                if s != 0.0 {
+                    for (o, a) in out.iter_mut().zip(row) {
+                        *o += s * a;
+                    }
+                }
+            }
+            out
+        };
+        top2(d, &apply)
     };
+    let mut lambda = lambda;
+    if lambda[0] <= 0.0 {
+        return zero();
+    }
+    if lambda[1] <= 1e-12 * lambda[0] {
+        axes[1] = vec![0.0; d];
+        lambda[1] = 0.0;
+    }
+    for v in &mut axes {
+        let big = v
+            .iter()
+            .copied()
+            .fold(0.0f64, |m, x| if x.abs() > m.abs() { x } else { m });
+        if big < 0.0 {
+            v.iter_mut().for_each(|x| *x = -*x);
+        }
+    }
+    let coords = x
+        .iter()
+        .map(|r| [dot(r, &axes[0]), dot(r, &axes[1])])
+        .collect();
+    Pca2 {
+        mean,
+        explained: [lambda[0] / total, lambda[1] / total],
+        axes,
+        coords,
+    }
+}
+
+/// The two leading eigenpairs of the symmetric positive semi-definite
+/// operator `apply` on R^m: orthogonal iteration with a 2×2 Rayleigh–Ritz
+/// step, from fixed start vectors (deterministic).
+fn top2(m: usize, apply: &dyn Fn(&[f64]) -> Vec<f64>) -> ([Vec<f64>; 2], [f64; 2]) {
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     let normalize = |v: &mut Vec<f64>| {
         let n = dot(v, v).sqrt();
@@ -286,23 +352,21 @@ pub fn pca2(points: &[Vec<f64>], center: bool) -> Pca2 {
         n
     };
     let mut rng = crate::synth::Rng::new(0x9ca2);
-    let mut v1: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
-    let mut v2: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+    let mut v1: Vec<f64> = (0..m).map(|_| rng.normal()).collect();
+    let mut v2: Vec<f64> = (0..m).map(|_| rng.normal()).collect();
     normalize(&mut v1);
     let mut lambda = [0.0f64; 2];
-    for _ in 0..3000 {
+    for _ in 0..PCA_MAX_ITERATIONS {
         // Orthonormal basis of span(C v1, C v2) by Gram–Schmidt.
         let mut a = apply(&v1);
         let mut b = apply(&v2);
-        let na = normalize(&mut a);
-        if na == 0.0 {
-            return zero();
+        if normalize(&mut a) == 0.0 {
+            return ([vec![0.0; m], vec![0.0; m]], [0.0, 0.0]);
         }
         let p = dot(&b, &a);
         b.iter_mut().zip(&a).for_each(|(y, x)| *y -= p * x);
-        let nb = normalize(&mut b);
-        if nb <= 1e-300 {
-            b = vec![0.0; d];
+        if normalize(&mut b) <= 1e-300 {
+            b = vec![0.0; m];
         }
         // Rayleigh–Ritz on the 2×2 projection.
         let (ca, cb) = (apply(&a), apply(&b));
@@ -311,7 +375,7 @@ pub fn pca2(points: &[Vec<f64>], center: bool) -> Pca2 {
         let det_term = ((m11 - m22) * (m11 - m22) / 4.0 + m12 * m12).sqrt();
         let (l1, l2) = (tr / 2.0 + det_term, (tr / 2.0 - det_term).max(0.0));
         // Eigenvector of the larger eigenvalue: (m12, l1 - m11) or (l1 - m22, m12).
-        let (mut c, mut s) = if (l1 - m11).abs() + m12.abs() > (l1 - m22).abs() + m12.abs() {
+        let (mut c, mut s) = if (l1 - m11).abs() > (l1 - m22).abs() {
             (m12, l1 - m11)
         } else {
             (l1 - m22, m12)
@@ -328,32 +392,13 @@ pub fn pca2(points: &[Vec<f64>], center: bool) -> Pca2 {
         let change = 1.0 - dot(&n1, &v1).abs();
         v1 = n1;
         v2 = n2;
-        let done = change < 1e-13 && (lambda[0] - l1).abs() <= 1e-12 * l1.max(1e-300);
+        let done = change < 1e-11 && (lambda[0] - l1).abs() <= 1e-10 * l1.max(1e-300);
         lambda = [l1, l2];
         if done {
             break;
         }
     }
-    for v in [&mut v1, &mut v2] {
-        let big = v
-            .iter()
-            .copied()
-            .fold(0.0f64, |m, x| if x.abs() > m.abs() { x } else { m });
-        if big < 0.0 {
-            v.iter_mut().for_each(|x| *x = -*x);
-        }
-    }
-    if lambda[1] <= 1e-12 * lambda[0] {
-        v2 = vec![0.0; d];
-        lambda[1] = 0.0;
-    }
-    let coords = x.iter().map(|r| [dot(r, &v1), dot(r, &v2)]).collect();
-    Pca2 {
-        mean,
-        axes: [v1, v2],
-        explained: [lambda[0] / total, lambda[1] / total],
-        coords,
-    }
+    ([v1, v2], lambda)
 }
 
 /// The labels the centroid-path figure follows: label pairs taken closest
@@ -420,7 +465,30 @@ pub fn centroid_paths(series: &CentroidSeries, labels: &[usize]) -> Option<PathP
     if points.is_empty() || points.iter().any(|p| p.len() != width) {
         return None;
     }
-    let pca = pca2(&points, true);
+    // Fit on at most PATH_FIT_STEPS steps, project all.
+    let n_steps = series.steps.len();
+    let fit_steps: Vec<u64> = if n_steps <= PATH_FIT_STEPS {
+        series.steps.clone()
+    } else {
+        (0..PATH_FIT_STEPS)
+            .map(|i| series.steps[i * (n_steps - 1) / (PATH_FIT_STEPS - 1)])
+            .collect()
+    };
+    let fit: Vec<Vec<f64>> = points
+        .iter()
+        .zip(&owner)
+        .filter(|(_, (_, s))| fit_steps.binary_search(s).is_ok())
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut pca = pca2(&fit, true);
+    pca.coords = points
+        .iter()
+        .map(|p| {
+            let c: Vec<f64> = p.iter().zip(&pca.mean).map(|(x, m)| x - m).collect();
+            let dot = |a: &[f64]| c.iter().zip(a).map(|(x, y)| x * y).sum::<f64>();
+            [dot(&pca.axes[0]), dot(&pca.axes[1])]
+        })
+        .collect();
     let paths = labels
         .iter()
         .map(|&l| CentroidPath {
@@ -822,6 +890,34 @@ mod tests {
         assert!(close(p.explained[1], 4.0 / 29.0, 1e-10));
         assert!(close(p.mean[0], 1.0, 1e-12) && close(p.mean[3], 4.0, 1e-12));
         assert!(close(p.coords[0][0], 5.0, 1e-8) && close(p.coords[0][1].abs(), 0.0, 1e-8));
+    }
+
+    #[test]
+    fn pca_with_fewer_points_than_dimensions_goes_through_the_gram_matrix() {
+        // The same ellipse in R^40 (12 points < 40 dimensions): same axes
+        // (embedded), same variance shares, same coordinates up to sign.
+        let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
+        let pts: Vec<Vec<f64>> = (0..12)
+            .map(|i| {
+                let a = i as f64 * std::f64::consts::PI / 6.0;
+                let (u, v) = (5.0 * a.cos(), 2.0 * a.sin());
+                let mut p = vec![0.5; 40];
+                p[7] += c * u - s * v;
+                p[31] += s * u + c * v;
+                p
+            })
+            .collect();
+        let p = pca2(&pts, true);
+        assert!(
+            close(p.axes[0][7], c, 1e-8) && close(p.axes[0][31], s, 1e-8),
+            "{:?}",
+            p.axes[0]
+        );
+        assert!(close(p.explained[0], 25.0 / 29.0, 1e-10));
+        assert!(close(p.explained[1], 4.0 / 29.0, 1e-10));
+        assert!(close(p.coords[0][0], 5.0, 1e-8) && close(p.coords[3][1].abs(), 2.0, 1e-8));
+        let norm: f64 = p.axes[1].iter().map(|v| v * v).sum();
+        assert!(close(norm, 1.0, 1e-12));
     }
 
     #[test]
