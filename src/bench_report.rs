@@ -122,7 +122,9 @@ fn build_store(db: &std::path::Path, checkpoints: usize) -> Result<u64> {
     let run = store.upsert_run("large", db.parent().unwrap_or(db), "{}")?;
     let mut rng = Rng::new(0x4e9042);
     let names: Vec<String> = (0..LABELS).map(|i| format!("label{i:02}")).collect();
-    let per_layer: Vec<(Vec<Vec<f64>>, Vec<Vec<f64>>)> = (0..LAYERS)
+    // Per layer: the labels' base centroids and their drift directions.
+    type Centroids = Vec<Vec<f64>>;
+    let per_layer: Vec<(Centroids, Centroids)> = (0..LAYERS)
         .map(|_| {
             let base = (0..LABELS)
                 .map(|_| (0..DIM).map(|_| rng.normal()).collect())

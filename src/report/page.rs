@@ -163,9 +163,9 @@ pub fn render_page(h: &History, opts: &ReportOptions) -> String {
     } else {
         body(&mut out, h, opts);
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<footer>probewatch {} · DirectProbe geometry (Zhou &amp; Srikumar, NAACL 2021; ACL 2022)</footer></main></body></html>\n",
+        "<footer>probewatch {} · DirectProbe geometry (Zhou &amp; Srikumar, NAACL 2021; ACL 2022)</footer></main></body></html>",
         env!("CARGO_PKG_VERSION")
     );
     out
