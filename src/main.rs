@@ -512,6 +512,7 @@ fn demo(listen: std::net::SocketAddr, interval: f64, dir: Option<PathBuf>) -> Re
         eprintln!(
             "\nprobewatch demo: a simulated fine-tuning run writes a checkpoint every {interval} s into\n  {folder}/run\n\
              Metrics:  http://{addr}/metrics\n\
+             Report:   http://{addr}/report/demo (figures over the steps; reloads every 30 s)\n\
              Look at:  probewatch_label_min_distance_normalized{{label=\"NOUN\"}} (NOUN and PROPN drift together: it shrinks)\n\
              \x20         probewatch_label_min_distance_change_ratio, probewatch_centroid_movement, probewatch_spatial_similarity\n\
              Stop with Ctrl-C.\n"
