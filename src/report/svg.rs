@@ -875,7 +875,7 @@ mod tests {
         let svg = min_distance_svg(&fig, &name, Some(0));
         assert_eq!(
             structure(&svg),
-            "svg.figure title g.grid line×11 g.axis line×2 text.tick×11 text.label×2 \
+            "svg.figure title g.grid line×10 g.axis line×2 text.tick×10 text.label×2 \
              line.marker text.note path.line.faint title path.line.shrank title \
              path.line.grew title text.end×2 g.legend line text line text line.faint text"
         );
