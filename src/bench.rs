@@ -32,6 +32,7 @@ pub const CASES: &[&str] = &[
     "daemon-time-to-metrics",
     "daemon-scrape-latency",
     "daemon-scrape-secured",
+    "report-large-run",
     "psrole-l6-label-distances",
     "peer-scipy-nnls-l6",
     "extract-minilm",
@@ -320,6 +321,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
         "daemon-scrape-secured" => {
             crate::bench_daemon::scrape_secured(if quick { 50 } else { 500 })?
         }
+        "report-large-run" => crate::bench_report::report_large_run(quick)?,
         "psrole-l6-label-distances" => {
             let (s, ds) = l6_label_distances(data)?;
             let mean = ds.iter().sum::<f64>() / ds.len() as f64;

@@ -30,7 +30,7 @@ use crate::config::{Baseline, Classifier, Config, Layout, Mode, QueuePolicy, Run
 use crate::geometry::classifier::{ClassifierParams, search_configs};
 use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
-use crate::server::{ReadyFlags, ServerState};
+use crate::server::{ReadyFlags, ReportSource, ServerState};
 use crate::source::Activations;
 use crate::source::DumpTask;
 use crate::shard::Shard;
@@ -229,6 +229,9 @@ fn tokenizer_for(cfg: &RunConfig, dir: &Path) -> Result<PathBuf, Failure> {
     })
 }
 
+/// Seconds between reloads of a watched run's `/report` page.
+const REPORT_REFRESH_SECONDS: u32 = 30;
+
 /// What the daemon shares between its run loops.
 struct Shared {
     store: Mutex<Store>,
@@ -330,6 +333,11 @@ pub async fn run(
         ServerState {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            reports: Some(ReportSource {
+                store: config.store.clone(),
+                watched: config.runs.iter().map(|r| r.name.clone()).collect(),
+                refresh_seconds: REPORT_REFRESH_SECONDS,
+            }),
         },
         web,
         async move {

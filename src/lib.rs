@@ -19,6 +19,7 @@ pub mod demo;
 pub mod export;
 pub mod geometry;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod shard;
 pub mod source;

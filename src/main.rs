@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod bench;
 mod bench_daemon;
+mod bench_report;
 
 use probewatch::analysis::{AnalysisOptions, Report, SubSplits, analyse_dump};
 use probewatch::geometry::classifier::{ClassifierParams, search_configs};
@@ -221,6 +222,25 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write a run's HTML report (figures and layer table, one
+    /// self-contained file) from the daemon's history store.
+    Report {
+        /// The daemon's SQLite history (read only; the daemon may be running).
+        #[arg(long)]
+        store: PathBuf,
+        /// The run (its `name` in the daemon's config; omit to list the runs).
+        #[arg(long)]
+        run: Option<String>,
+        /// Task (default: the first by name).
+        #[arg(long)]
+        task: Option<String>,
+        /// Layer of the min-distance figure (default: the last).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Output HTML file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -365,6 +385,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Report {
+            store,
+            run,
+            task,
+            layer,
+            out,
+        } => report(&store, run, task, layer, out),
         Command::Bench {
             cases,
             quick,
@@ -633,6 +660,7 @@ fn demo(
         eprintln!(
             "\nprobewatch demo: a simulated fine-tuning run writes a checkpoint every {interval} s into\n  {folder}/run\n\
              Metrics:  {scheme}://{addr}/metrics\n\
+             Report:   {scheme}://{addr}/report/demo (figures over the steps; reloads every 30 s)\n\
              Look at:  probewatch_label_min_distance_normalized{{label=\"NOUN\"}} (NOUN and PROPN drift together: it shrinks)\n\
              \x20         probewatch_label_min_distance_change_ratio, probewatch_centroid_movement, probewatch_spatial_similarity\n\
              Stop with Ctrl-C.\n"
@@ -789,6 +817,48 @@ fn extract(args: &ExtractArgs, threads: usize) -> Result<()> {
         task.label_names.len(),
         task.layers.len(),
         task.dim,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `probewatch report`: the run's page into a file, or the list of runs.
+fn report(
+    store: &std::path::Path,
+    run: Option<String>,
+    task: Option<String>,
+    layer: Option<usize>,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    use probewatch::report::{ReportOptions, render_from_store, run_names};
+    let (Some(run), Some(out)) = (run, out) else {
+        let names = run_names(store)?;
+        anyhow::ensure!(
+            !names.is_empty(),
+            "{}: the store holds no run yet",
+            store.display()
+        );
+        println!("runs in {}:", store.display());
+        for n in names {
+            println!("  {n}");
+        }
+        anyhow::bail!("name a run with --run and an output file with --out");
+    };
+    let opts = ReportOptions {
+        task,
+        layer,
+        refresh_seconds: None,
+        links: false,
+    };
+    let t = std::time::Instant::now();
+    let html = render_from_store(store, &run, &opts)?;
+    let tmp = out.with_extension("html.tmp");
+    std::fs::write(&tmp, &html).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("renaming into {}", out.display()))?;
+    eprintln!(
+        "wrote {}: run {run}, {} KiB, in {:.2} s",
+        out.display(),
+        html.len().div_ceil(1024),
         t.elapsed().as_secs_f64()
     );
     Ok(())

@@ -1,6 +1,8 @@
 //! The HTTP server: `GET /metrics` (the Prometheus exposition of
 //! [`Metrics`]), `GET /healthz` (the process is up), `GET /readyz` (the store
-//! is open and the watchers run) and `GET /` (an index with links).
+//! is open and the watchers run), `GET /report` and `GET /report/<run>`
+//! (the HTML report of [`crate::report`], read from the history store on a
+//! blocking thread) and `GET /` (an index with links).
 //!
 //! It runs on the tokio runtime with axum; a scrape only clones the current
 //! snapshots under a short read lock and encodes them, so it stays responsive
@@ -47,6 +49,26 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` reports.
     pub ready: Arc<ReadyFlags>,
+    /// Where `/report` reads from (`None`: no report pages).
+    pub reports: Option<ReportSource>,
+}
+
+/// Where `/report` pages come from.
+#[derive(Clone, Debug)]
+pub struct ReportSource {
+    /// The daemon's history store (opened read-only per request).
+    pub store: std::path::PathBuf,
+    /// Runs the daemon watches: their pages reload themselves.
+    pub watched: Vec<String>,
+    /// Seconds between reloads of a watched run's page.
+    pub refresh_seconds: u32,
+}
+
+/// `?task=…&layer=…` of `/report/<run>`.
+#[derive(Debug, serde::Deserialize)]
+struct ReportQuery {
+    task: Option<String>,
+    layer: Option<usize>,
 }
 
 /// Readiness conditions the daemon sets as it starts and stops; all false at
@@ -158,6 +180,8 @@ fn router(state: ServerState, max_concurrent: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/report", get(report_index))
+        .route("/report/{run}", get(report_page))
         .with_state(state)
         .layer(middleware::from_fn_with_state(permits, guard))
 }
@@ -204,6 +228,7 @@ async fn index() -> Html<&'static str> {
         "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
         "<li><a href=\"/healthz\">/healthz</a>: liveness</li>\n",
         "<li><a href=\"/readyz\">/readyz</a>: readiness</li>\n",
+        "<li><a href=\"/report\">/report</a>: HTML reports of the runs</li>\n",
         "</ul>\n</body></html>\n",
     ))
 }
@@ -237,6 +262,63 @@ async fn readyz(State(state): State<ServerState>) -> Response {
         format!("not ready: {}", reasons.join("; ")),
     )
         .into_response()
+}
+
+/// `/report`: links to every run of the store.
+async fn report_index(State(state): State<ServerState>) -> Response {
+    let Some(src) = state.reports else {
+        return (StatusCode::NOT_FOUND, "no history store: no reports\n").into_response();
+    };
+    let store = src.store.clone();
+    match tokio::task::spawn_blocking(move || crate::report::run_names(&store)).await {
+        Ok(Ok(runs)) => Html(crate::report::index_page(&runs)).into_response(),
+        Ok(Err(e)) => report_error(&e),
+        Err(e) => {
+            tracing::error!(error = %e, "the report task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the report failed\n").into_response()
+        }
+    }
+}
+
+/// `/report/<run>`: the run's report page, rendered on a blocking thread.
+async fn report_page(
+    State(state): State<ServerState>,
+    axum::extract::Path(run): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ReportQuery>,
+) -> Response {
+    let Some(src) = state.reports else {
+        return (StatusCode::NOT_FOUND, "no history store: no reports\n").into_response();
+    };
+    let opts = crate::report::ReportOptions {
+        task: query.task,
+        layer: query.layer,
+        refresh_seconds: src.watched.contains(&run).then_some(src.refresh_seconds),
+        links: true,
+    };
+    let store = src.store.clone();
+    match tokio::task::spawn_blocking(move || crate::report::render_from_store(&store, &run, &opts))
+        .await
+    {
+        Ok(Ok(page)) => Html(page).into_response(),
+        Ok(Err(e)) => report_error(&e),
+        Err(e) => {
+            tracing::error!(error = %e, "the report task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the report failed\n").into_response()
+        }
+    }
+}
+
+/// 404 for an unknown run, task or layer; 500 (and a log line) otherwise.
+fn report_error(e: &crate::report::ReportError) -> Response {
+    use crate::report::ReportError as E;
+    let status = match e {
+        E::NoRun { .. } | E::NoTask { .. } | E::NoLayer { .. } => StatusCode::NOT_FOUND,
+        _ => {
+            tracing::error!(error = %e, "the report failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    (status, format!("{e}\n")).into_response()
 }
 
 /// TLS accepting and basic authentication for [`serve_with`].
@@ -431,6 +513,7 @@ mod tests {
         ServerState {
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(ReadyFlags::new()),
+            reports: None,
         }
     }
 
@@ -574,6 +657,107 @@ mod tests {
         let (status, _, body) = get(format!("{}/metrics", server.base)).await;
         assert_eq!(status, 503);
         assert!(body.contains("too many concurrent requests"), "{body}");
+        server.stop.send(()).unwrap();
+        server.task.await.unwrap().unwrap();
+    }
+
+    /// A store with one run of two checkpoints (two layers, three labels).
+    fn report_store(dir: &std::path::Path) -> std::path::PathBuf {
+        use crate::store::{CheckpointStatus, LayerRecord, NewCheckpoint, Store};
+        let db = dir.join("h.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        let run = store.upsert_run("r", dir, "{}").unwrap();
+        for (i, step) in [0u64, 100].into_iter().enumerate() {
+            let grow = i as f64;
+            let layers: Vec<LayerRecord> = (0..2u32)
+                .map(|layer| LayerRecord {
+                    task: "pos".into(),
+                    layer,
+                    report_json: serde_json::json!({
+                        "clusters": 3, "labels_present": 3, "clusters_per_label": [1, 1, 1],
+                        "label_distance": [[0, 1, 1.0 + grow], [0, 2, 2.0], [1, 2, 3.0 - grow]],
+                        "min_label_distance": [1.0 + grow, 2.0 - grow, 2.0],
+                        "accuracy": {"test": 0.9}, "similarity": {"train_test": 0.8},
+                        "label_names": ["A", "B", "C"]
+                    })
+                    .to_string(),
+                    comparison_json: (i > 0).then(|| {
+                        serde_json::json!({"baseline": {"centroid_movement": [0.5, 1.0, 0.1],
+                            "similarity": 0.9, "grew": 1, "shrank": 1, "mean_change": 0.0}})
+                        .to_string()
+                    }),
+                    centroids: vec![0.0, 0.0, 1.0, grow as f32, 0.0, 2.0],
+                    centroid_dim: 2,
+                })
+                .collect();
+            let path = dir.join(format!("step-{step}"));
+            store
+                .record_checkpoint(
+                    run,
+                    &NewCheckpoint {
+                        step,
+                        path: &path,
+                        size: 1,
+                        mtime_ns: 1,
+                        status: CheckpointStatus::Done,
+                        error_kind: None,
+                        error: None,
+                        started_unix: 0.0,
+                        finished_unix: 1.0,
+                        seconds: 1.0,
+                        task_meta_json: None,
+                        layers: &layers,
+                        baseline: i == 0,
+                    },
+                )
+                .unwrap();
+        }
+        db
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_report_pages_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state();
+        st.reports = Some(ReportSource {
+            store: report_store(dir.path()),
+            watched: vec!["r".into()],
+            refresh_seconds: 30,
+        });
+        let server = start(st, 4).await;
+        let (status, ctype, body) = get(format!("{}/report", server.base)).await;
+        assert_eq!((status, ctype.as_str()), (200, "text/html; charset=utf-8"));
+        assert!(body.contains("href=\"/report/r\""), "{body}");
+        let (status, _, body) = get(format!("{}/report/r", server.base)).await;
+        assert_eq!(status, 200, "{body}");
+        for id in [
+            "fig-min-distance",
+            "fig-centroid-paths",
+            "fig-movement",
+            "fig-similarity",
+            "fig-diff-pca",
+            "layer-table",
+        ] {
+            assert!(
+                body.contains(&format!("<section id=\"{id}\">")),
+                "{id} missing"
+            );
+        }
+        assert_eq!(body.matches("<svg").count(), 5, "five figures");
+        assert!(body.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+        assert!(!body.contains("<script"), "no script");
+        let (status, _, body) = get(format!("{}/report/r?task=pos&layer=0", server.base)).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("Min label distance over training, layer 0"));
+        let (status, _, body) = get(format!("{}/report/r?layer=7", server.base)).await;
+        assert_eq!(status, 404);
+        assert!(body.contains("no layer 7"), "{body}");
+        let (status, _, body) = get(format!("{}/report/nope", server.base)).await;
+        assert_eq!(status, 404);
+        assert!(
+            body.contains("no run named 'nope'") && body.contains("h.sqlite"),
+            "{body}"
+        );
         server.stop.send(()).unwrap();
         server.task.await.unwrap().unwrap();
     }

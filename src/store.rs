@@ -142,6 +142,13 @@ const SELECT_BASELINE: &str = concat!(
 );
 const SELECT_LAYERS: &str = "SELECT task, layer, report_json, comparison_json, centroids, \
      centroid_dim FROM layer WHERE checkpoint = ?1 ORDER BY task, layer";
+const SELECT_LAYER_SERIES: &str = "SELECT c.step, l.task, l.layer, l.report_json, \
+     l.comparison_json, l.centroids, l.centroid_dim, c.id FROM checkpoint c \
+     JOIN layer l ON l.checkpoint = c.id AND l.task = ?2 AND l.layer = ?3 \
+     WHERE c.run = ?1 AND c.status = 'done' ORDER BY c.step";
+const SELECT_COMPARISON_SERIES: &str = "SELECT c.step, l.layer, l.comparison_json \
+     FROM checkpoint c JOIN layer l ON l.checkpoint = c.id AND l.task = ?2 \
+     WHERE c.run = ?1 AND c.status = 'done' ORDER BY c.step, l.layer";
 const SELECT_IS_RECORDED: &str = "SELECT 1 FROM checkpoint \
      WHERE run = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4";
 const SELECT_COUNTS: &str = "SELECT coalesce(sum(status = 'done'), 0), \
@@ -192,6 +199,20 @@ pub enum StoreError {
         /// `user_version` found in the file.
         found: u32,
         /// Highest version this code can migrate to.
+        supported: u32,
+    },
+    /// A reader ([`Store::open_reader`]) found a file written by an older
+    /// probewatch; readers never migrate.
+    #[error(
+        "{db}: the database has schema version {found}, older than version {supported} of this \
+         probewatch; run `probewatch watch` on it once to migrate it, then read it again"
+    )]
+    OlderSchema {
+        /// The database file.
+        db: PathBuf,
+        /// `user_version` found in the file.
+        found: u32,
+        /// The version this code reads.
         supported: u32,
     },
     /// This exact file version (run, path, size, mtime) is already recorded.
@@ -526,6 +547,45 @@ impl Store {
     /// database at `path` and migrates it to the current schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Self::open_counting(path).map(|(store, _)| store)
+    }
+
+    /// Opens an existing history database to read it (`probewatch report`,
+    /// the server's `/report`): never creates the file, never migrates, and
+    /// refuses writes (`PRAGMA query_only`). WAL mode lets it read while the
+    /// daemon writes. A file of another schema version is an error
+    /// ([`StoreError::OlderSchema`], [`StoreError::NewerSchema`]).
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        let db = path.to_path_buf();
+        let open_err = |source| StoreError::Open {
+            db: db.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let found = user_version(&conn).map_err(open_err)?;
+        let supported = supported_version();
+        if found > supported {
+            return Err(StoreError::NewerSchema {
+                db,
+                found,
+                supported,
+            });
+        }
+        if found < supported {
+            return Err(StoreError::OlderSchema {
+                db,
+                found,
+                supported,
+            });
+        }
+        conn.pragma_update(None, "query_only", true)
+            .map_err(open_err)?;
+        Ok(Store { conn, db })
     }
 
     /// An in-memory database with the current schema (for tests).
@@ -1040,6 +1100,90 @@ impl Store {
             .map_err(sql_err(
                 &self.db,
                 format!("counting the failures of run {run}"),
+            ))?;
+        if rows.is_empty() {
+            self.require_run(run)?;
+        }
+        Ok(rows)
+    }
+
+    /// One (task, layer) over a run's `Done` checkpoints, by ascending step:
+    /// `(step, checkpoint id, record)`. Checkpoints without that layer are
+    /// left out.
+    pub fn layer_series(
+        &self,
+        run: RunId,
+        task: &str,
+        layer: u32,
+    ) -> Result<Vec<(u64, i64, LayerRecord)>, StoreError> {
+        let err = || {
+            sql_err(
+                &self.db,
+                format!("reading task '{task}' layer {layer} of run {run}"),
+            )
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(SELECT_LAYER_SERIES)
+            .map_err(err())?;
+        let mut rows = stmt.query(params![run, task, layer]).map_err(err())?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err())? {
+            let step = u64_column(row, 0).map_err(err())?;
+            let checkpoint: i64 = row.get(7).map_err(err())?;
+            let dim: u32 = row.get(6).map_err(err())?;
+            let blob = row
+                .get_ref(5)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(err())?;
+            let Some(centroids) = decode_centroids(blob, dim) else {
+                return Err(StoreError::CorruptBlob {
+                    db: self.db.clone(),
+                    checkpoint,
+                    task: task.to_owned(),
+                    layer,
+                    len: blob.len(),
+                    dim,
+                });
+            };
+            out.push((
+                step,
+                checkpoint,
+                LayerRecord {
+                    task: row.get(1).map_err(err())?,
+                    layer: row.get(2).map_err(err())?,
+                    report_json: row.get(3).map_err(err())?,
+                    comparison_json: row.get(4).map_err(err())?,
+                    centroids,
+                    centroid_dim: dim,
+                },
+            ));
+        }
+        if out.is_empty() {
+            self.require_run(run)?;
+        }
+        Ok(out)
+    }
+
+    /// The comparison JSON of every layer of `task` over a run's `Done`
+    /// checkpoints: `(step, layer, comparison)`, by step then layer.
+    pub fn comparison_series(
+        &self,
+        run: RunId,
+        task: &str,
+    ) -> Result<Vec<(u64, u32, Option<String>)>, StoreError> {
+        let rows: Vec<(u64, u32, Option<String>)> = self
+            .conn
+            .prepare_cached(SELECT_COMPARISON_SERIES)
+            .and_then(|mut stmt| {
+                stmt.query_map(params![run, task], |row| {
+                    Ok((u64_column(row, 0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect()
+            })
+            .map_err(sql_err(
+                &self.db,
+                format!("reading the comparisons of task '{task}' of run {run}"),
             ))?;
         if rows.is_empty() {
             self.require_run(run)?;
@@ -2081,7 +2225,9 @@ mod tests {
     #[test]
     fn start_up_reads_use_indexes() {
         let store = Store::open_in_memory().unwrap();
-        let queries: [(&str, usize); 8] = [
+        let queries: [(&str, usize); 10] = [
+            (SELECT_LAYER_SERIES, 3),
+            (SELECT_COMPARISON_SERIES, 2),
             (SELECT_CHECKPOINTS, 1),
             (SELECT_LATEST_DONE, 1),
             (SELECT_PREVIOUS_DONE, 2),
@@ -2111,5 +2257,70 @@ mod tests {
                 assert!(!line.contains("ORDER BY"), "{sql}\n{plan:#?}");
             }
         }
+    }
+
+    #[test]
+    fn series_read_one_layer_and_the_comparisons_over_done_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        let run = store.upsert_run("r", Path::new("/runs/r"), "{}").unwrap();
+        let layers = two_tasks(3, true);
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| PathBuf::from(format!("/runs/r/s{i}")))
+            .collect();
+        // Recorded out of order, one failed in between.
+        for (i, step) in [(2usize, 200u64), (0, 0), (1, 100)] {
+            store
+                .record_checkpoint(run, &done(step, &paths[i], 7, &layers))
+                .unwrap();
+        }
+        let failed_path = PathBuf::from("/runs/r/bad");
+        let mut failed = done(150, &failed_path, 7, &[]);
+        failed.status = CheckpointStatus::Failed;
+        store.record_checkpoint(run, &failed).unwrap();
+        drop(store);
+
+        let reader = Store::open_reader(&db).unwrap();
+        let series = reader.layer_series(run, "upos", 2).unwrap();
+        let steps: Vec<u64> = series.iter().map(|s| s.0).collect();
+        assert_eq!(steps, [0, 100, 200]);
+        assert_eq!(series[0].2, layer("upos", 2, 3, 4, true));
+        assert!(reader.layer_series(run, "upos", 9).unwrap().is_empty());
+        let cmp = reader.comparison_series(run, "deprel").unwrap();
+        assert_eq!(cmp.len(), 9);
+        assert_eq!(cmp[4], (100, 1, Some(r#"{"similarity":0.1}"#.to_owned())));
+        assert!(matches!(
+            reader.layer_series(run + 5, "upos", 0),
+            Err(StoreError::UnknownRun { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reader_never_creates_migrates_or_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.sqlite");
+        let err = Store::open_reader(&missing).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.sqlite"), "{err}");
+        assert!(!missing.exists());
+
+        let old = dir.path().join("old.sqlite");
+        Connection::open(&old)
+            .unwrap()
+            .execute_batch("CREATE TABLE x (y);")
+            .unwrap();
+        let err = Store::open_reader(&old).unwrap_err();
+        assert!(
+            matches!(err, StoreError::OlderSchema { found: 0, .. }),
+            "{err:?}"
+        );
+
+        let db = dir.path().join("h.sqlite");
+        drop(Store::open(&db).unwrap());
+        let reader = Store::open_reader(&db).unwrap();
+        assert!(reader.runs().unwrap().is_empty());
+        let wrote = reader.conn.execute_batch("CREATE TABLE z (w);");
+        assert!(wrote.is_err(), "a reader must not write");
     }
 }
