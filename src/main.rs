@@ -792,7 +792,9 @@ fn extract(args: &ExtractArgs, threads: usize) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let set = ProbeSet::load(&spec, &sources)?;
     let encoder = Encoder::load(model)?;
-    let tok_path = tokenizer.clone().unwrap_or_else(|| model.join("tokenizer.json"));
+    let tok_path = tokenizer
+        .clone()
+        .unwrap_or_else(|| model.join("tokenizer.json"));
     let mut opts = TokenizeOptions::new(encoder.max_positions());
     opts.word_pooling = match word_pooling {
         WordPoolingArg::First => WordPooling::First,

@@ -19,6 +19,9 @@ pub struct LayerSummary {
     pub labels_present: usize,
     /// Nearest-cluster accuracy of the `test` split, when measured.
     pub test_accuracy: Option<f64>,
+    /// The MLP classifier probe's `test` accuracy (mean and standard
+    /// deviation over its seeds), when the run trains it.
+    pub classifier_test_accuracy: Option<(f64, f64)>,
     /// Train/test spatial similarity, when measured.
     pub train_test_similarity: Option<f64>,
     /// Per label: min label distance (`None` when absent).
@@ -775,6 +778,18 @@ pub const COLUMNS: &[Column] = &[
         header: "test accuracy",
         help: "nearest-cluster accuracy of the test split, baseline → latest",
         cell: |b, l| before_after(b.and_then(|b| b.test_accuracy), l.test_accuracy, pct, true),
+    },
+    Column {
+        header: "classifier test accuracy",
+        help: "the two-layer MLP probe's test accuracy (mean ± std over 5 seeds), baseline → latest; – when the run does not train it (`classifier = \"mlp\"`)",
+        cell: |b, l| {
+            let mean = |s: &LayerSummary| s.classifier_test_accuracy.map(|(m, _)| m);
+            let mut cell = before_after(b.and_then(mean), mean(l), pct, true);
+            if let Some((_, sd)) = l.classifier_test_accuracy {
+                cell.text.push_str(&format!(" ± {:.1}", 100.0 * sd));
+            }
+            cell
+        },
     },
     Column {
         header: "train/test similarity",

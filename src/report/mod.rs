@@ -125,8 +125,17 @@ struct StoredLayer {
     label_distance: Vec<(u32, u32, f64)>,
     min_label_distance: Vec<Option<f64>>,
     accuracy: std::collections::BTreeMap<String, f64>,
+    classifier_accuracy: Option<std::collections::BTreeMap<String, StoredMeanStd>>,
     similarity: std::collections::BTreeMap<String, Option<f64>>,
     label_names: Vec<String>,
+}
+
+/// A classifier accuracy as stored (mean and standard deviation).
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(default)]
+struct StoredMeanStd {
+    mean: f64,
+    std: f64,
 }
 
 /// The per-step part of a stored layer report (skips the distance lists).
@@ -226,6 +235,11 @@ impl<'a> Loader<'a> {
                 clusters: r.clusters,
                 labels_present: r.labels_present,
                 test_accuracy: r.accuracy.get("test").copied(),
+                classifier_test_accuracy: r
+                    .classifier_accuracy
+                    .as_ref()
+                    .and_then(|c| c.get("test"))
+                    .map(|m| (m.mean, m.std)),
                 train_test_similarity: r.similarity.get("train_test").copied().flatten(),
                 centroids: Self::centroids(rec, &r.clusters_per_label, k),
                 min_label_distance: r.min_label_distance,

@@ -44,7 +44,7 @@ use weights::{Tensor, WeightFiles};
 
 /// Most sequences in one batched forward pass of
 /// [`Encoder::encode_many`].
-pub const BATCH_SEQUENCES: usize = 32;
+pub const BATCH_SEQUENCES: usize = 64;
 
 /// Most tokens in one batched forward pass of [`Encoder::encode_many`] (a
 /// longer sequence is a batch of its own).
@@ -162,7 +162,8 @@ struct LayerNorm {
 /// row-major with unit column stride.
 #[derive(Debug, Clone)]
 struct Linear {
-    wt: Vec<f32>,
+    /// The weight as stored, `[out, in]` row-major.
+    w: Vec<f32>,
     b: Vec<f32>,
     inp: usize,
     out: usize,
@@ -268,7 +269,7 @@ impl Loader<'_> {
     fn linear(&mut self, stem: &str, out: usize, inp: usize) -> Result<Linear, EncoderError> {
         let w = self.take(&format!("{stem}.weight"), &[out, inp])?;
         Ok(Linear {
-            wt: transpose(&w, out, inp),
+            w,
             b: self.take(&format!("{stem}.bias"), &[out])?,
             inp,
             out,
@@ -380,15 +381,9 @@ impl Encoder {
             let q = ld.linear(&stem(0), h, h)?;
             let k = ld.linear(&stem(1), h, h)?;
             let v = ld.linear(&stem(2), h, h)?;
-            // Stack Q, K and V as columns of one [H, 3H] matrix.
-            let mut wt = Vec::with_capacity(3 * h * h);
-            for r in 0..h {
-                for m in [&q, &k, &v] {
-                    wt.extend_from_slice(&m.wt[r * h..(r + 1) * h]);
-                }
-            }
+            // Stack Q, K and V as rows of one [3H, H] weight.
             let qkv = Linear {
-                wt,
+                w: [q.w, k.w, v.w].concat(),
                 b: [q.b, k.b, v.b].concat(),
                 inp: h,
                 out: 3 * h,
@@ -748,19 +743,8 @@ fn linear(x: &[f32], rows: usize, lin: &Linear, out: &mut [f32]) {
     }
     let dst = MatMut::from_row_major_slice_mut(out, rows, lin.out);
     let lhs = MatRef::from_row_major_slice(x, rows, lin.inp);
-    let rhs = MatRef::from_row_major_slice(&lin.wt, lin.inp, lin.out);
+    let rhs = MatRef::from_row_major_slice(&lin.w, lin.out, lin.inp).transpose();
     matmul(dst, Accum::Add, lhs, rhs, 1.0, Par::Seq);
-}
-
-/// The transpose of a row-major `[rows, cols]` matrix, row-major `[cols, rows]`.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = m[r * cols + c];
-        }
-    }
-    t
 }
 
 /// Row-wise LayerNorm in place (biased variance, as PyTorch), statistics
@@ -837,7 +821,8 @@ fn exp_f32(x: f32) -> f32 {
     // plain float additions (`round` would be a libm call before SSE4.1).
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2_E + ROUND) - ROUND;
+    let t = x * LOG2_E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -846,8 +831,11 @@ fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    // n ∈ [-126, 127]: 2ⁿ is a normal f32.
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // n ∈ [-126, 127]: 2ⁿ is a normal f32. `t`'s low mantissa bits hold n
+    // (its ulp is 1), so integer arithmetic on the bits makes 2ⁿ without a
+    // float-to-int cast (whose saturation would not vectorise).
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    e * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 /// The error function, to about 3e-7 absolute error: the Chebyshev-fitted
