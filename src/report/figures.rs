@@ -1105,9 +1105,11 @@ mod tests {
         b.vs_baseline = None;
         b.test_accuracy = Some(0.8);
         b.train_test_similarity = Some(0.9);
+        b.classifier_test_accuracy = Some((0.9, 0.01));
         let mut l = summary(5, &[]);
         l.clusters = 6;
         l.test_accuracy = Some(0.75);
+        l.classifier_test_accuracy = Some((0.85, 0.02));
         l.train_test_similarity = Some(0.95);
         l.vs_baseline = Some(Comparison {
             grew: 1,
@@ -1126,6 +1128,7 @@ mod tests {
             [
                 ("4/4 → 6/4", true),
                 ("80.0 % → 75.0 %", true),
+                ("90.0 % → 85.0 % ± 2.0", true),
                 ("0.900 → 0.950", false),
                 ("1 / 3", true),
                 ("-0.250", true),
@@ -1136,6 +1139,11 @@ mod tests {
         let rows = table(&[], std::slice::from_ref(&b));
         assert!(rows[0].cells.iter().all(|c| !c.worse));
         assert_eq!(rows[0].cells[1].text, "80.0 %");
+        assert_eq!(rows[0].cells[2].text, "90.0 % ± 1.0");
+        // A run without the classifier shows a dash.
+        b.classifier_test_accuracy = None;
+        let rows = table(&[], std::slice::from_ref(&b));
+        assert_eq!(rows[0].cells[2].text, "–");
         // Equal after rounding is not worse.
         let c = before_after(Some(0.80001), Some(0.8), pct, true);
         assert!(!c.worse);
