@@ -1,6 +1,6 @@
 //! A BERT-family encoder in plain Rust: loads a HuggingFace checkpoint
-//! (`config.json` + safetensors weights) and computes, for one sequence of
-//! token ids at a time, every hidden state exactly as HF transformers'
+//! (`config.json` + safetensors weights) and computes, for sequences of
+//! token ids, every hidden state exactly as HF transformers'
 //! `output_hidden_states` does (index 0 = the embedding output after its
 //! LayerNorm, then one per layer), in `f32`.
 //!
@@ -14,8 +14,11 @@
 //! residual + LayerNorm, feed-forward (GELU/ReLU) + residual + LayerNorm.
 //! Matrix products go through `faer` with `Par::Seq`: one forward is
 //! single-threaded, and [`Encoder::encode_many`] parallelises across
-//! sequences (sorted by length, one forward per rayon worker), so results do
-//! not depend on the number of threads.
+//! batches of sequences (sorted by length, packed without padding: the
+//! sequences' tokens are stacked for the dense products, attention stays
+//! within each sequence; one batched forward per rayon worker). Batches
+//! depend only on the input, so results do not depend on the number of
+//! threads.
 //!
 //! Weights are read with plain file reads, not memory-mapped (the crate
 //! denies unsafe code), and widened once to `f32` (see [`weights`]).
