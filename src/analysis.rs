@@ -20,7 +20,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::geometry::classifier::{self, ClassifierError, ClassifierInput, ClassifierParams};
+use crate::geometry::classifier::{self, ClassifierError, ClassifierParams};
 use crate::geometry::measures::{
     LayerInput, LayerReport, MeasureParams, Partition, TRAIN, measure_layer_with,
 };
@@ -272,35 +272,21 @@ pub fn analyse_with(
             let t = Instant::now();
             let owned_data = source.layer(l)?;
             let data: &[f32] = &owned_data;
-            let (mut r, mut mem) = measure_layer_with(
-                LayerInput {
-                    data,
-                    dim: task.dim,
-                    labels: &task.labels,
-                    n_labels: task.label_names.len(),
-                    split: &split,
-                    split_names: splits,
-                    fit_split,
-                },
-                &params,
-                memory.get(&l),
-                partition,
-            );
+            let input = LayerInput {
+                data,
+                dim: task.dim,
+                labels: &task.labels,
+                n_labels: task.label_names.len(),
+                split: &split,
+                split_names: splits,
+                fit_split,
+            };
+            let (mut r, mut mem) = measure_layer_with(input, &params, memory.get(&l), partition);
             // A layer whose report was re-used (unchanged input) keeps its
             // classifier result too.
             if let Some(cp) = &classifier_params {
                 if !(mem.reused && r.classifier_accuracy.is_some()) {
-                    let found = classifier::probe(
-                        ClassifierInput {
-                            data,
-                            dim: task.dim,
-                            labels: &task.labels,
-                            split: &split,
-                            split_names: splits,
-                            fit_split,
-                        },
-                        cp,
-                    );
+                    let found = classifier::probe(input, cp);
                     if let Some(mut c) = found {
                         r.classifier_accuracy = Some(std::mem::take(&mut c.accuracy));
                         r.classifier = Some(c);

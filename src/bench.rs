@@ -17,8 +17,9 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use probewatch::analysis::{AnalysisOptions, TaskMemory, analyse_dump, analyse_dump_with};
-use probewatch::geometry::classifier::{self, ClassifierInput, ClassifierParams};
+use probewatch::geometry::classifier::{self, ClassifierParams};
 use probewatch::geometry::hull::{Gram, HullParams, PointSet, Query, hull_distance, rms_radius};
+use probewatch::geometry::measures::LayerInput;
 use probewatch::geometry::measures::Partition;
 use probewatch::geometry::measures::{MeasureParams, measure_layer};
 use probewatch::source::dump::ActivationDump;
@@ -452,10 +453,11 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
                 .par_iter()
                 .map(|x| {
                     classifier::probe(
-                        ClassifierInput {
+                        LayerInput {
                             data: x,
                             dim: task.dim,
                             labels: &task.labels,
+                            n_labels: task.label_names.len(),
                             split: &task.split,
                             split_names: dump.splits(),
                             fit_split: "train",
@@ -494,18 +496,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             let load = loadavg();
             let cpu = cpu_seconds();
             let t = Instant::now();
-            let r = classifier::probe(
-                ClassifierInput {
-                    data: &layer.data,
-                    dim: layer.dim,
-                    labels: &layer.labels,
-                    split: &layer.split,
-                    split_names: &names,
-                    fit_split: "train",
-                },
-                &params,
-            )
-            .context("no train rows")?;
+            let r = classifier::probe(layer.input(&names), &params).context("no train rows")?;
             let s = t.elapsed().as_secs_f64();
             let cpu = cpu_seconds().zip(cpu).map_or(f64::NAN, |(b, a)| b - a);
             let a = r.accuracy["test"];

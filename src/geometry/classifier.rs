@@ -36,6 +36,8 @@ use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::geometry::measures::LayerInput;
+
 /// One network configuration: hidden layer sizes and the L2 weight.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MlpConfig {
@@ -695,23 +697,6 @@ pub fn train(
     }
 }
 
-/// One layer's points for the classifier.
-#[derive(Clone, Copy, Debug)]
-pub struct ClassifierInput<'a> {
-    /// Row-major `f32` matrix, `n × dim`.
-    pub data: &'a [f32],
-    /// Number of columns.
-    pub dim: usize,
-    /// Label index per row.
-    pub labels: &'a [u32],
-    /// Split index per row.
-    pub split: &'a [u8],
-    /// Split names (index → name).
-    pub split_names: &'a [String],
-    /// The split the classifier is fitted on (`train`, or `subtrain`).
-    pub fit_split: &'a str,
-}
-
 /// Mean and standard deviation (population, ddof = 0) over seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeanStd {
@@ -772,14 +757,15 @@ pub struct ClassifierReport {
 ///
 /// # Panics
 /// If the input's lengths are inconsistent.
-pub fn probe(input: ClassifierInput<'_>, params: &ClassifierParams) -> Option<ClassifierReport> {
-    let ClassifierInput {
+pub fn probe(input: LayerInput<'_>, params: &ClassifierParams) -> Option<ClassifierReport> {
+    let LayerInput {
         data,
         dim,
         labels,
         split,
         split_names,
         fit_split,
+        ..
     } = input;
     assert_eq!(data.len(), labels.len() * dim);
     assert_eq!(split.len(), labels.len());
@@ -909,11 +895,12 @@ mod tests {
         labels: &'a [u32],
         split: &'a [u8],
         names: &'a [String],
-    ) -> ClassifierInput<'a> {
-        ClassifierInput {
+    ) -> LayerInput<'a> {
+        LayerInput {
             data,
             dim,
             labels,
+            n_labels: labels.iter().max().map_or(0, |&l| l as usize + 1),
             split,
             split_names: names,
             fit_split: "train",
