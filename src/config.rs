@@ -14,8 +14,9 @@
 //!
 //! Deliberately not here: whether folders exist (a run folder may appear
 //! after the daemon starts; [`Config::describe`] only reports it), reading
-//! environment variables or command-line overrides, and reloading a changed
-//! file. The defaults live in one place ([`RunConfig::new`] and the
+//! environment variables or command-line overrides, and applying a reloaded
+//! file (the daemon calls [`load`] again on SIGHUP, see
+//! [`crate::daemon::run_with_reload`]). The defaults live in one place ([`RunConfig::new`] and the
 //! `DEFAULT_*` constants) and the README's "Configuration" section lists them.
 
 use std::fmt::Write as _;
@@ -47,6 +48,61 @@ pub const DEFAULT_STABLE_SCANS: u32 = 2;
 /// Default `queue_capacity`.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
 
+/// Default [`Limits::max_file_bytes`]: 64 GiB (a BERT-large checkpoint is
+/// 1.3 GB; an activation dump of 100,000 items × 25 layers × 1,024 f32 is
+/// 10 GB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
+
+/// Default [`Limits::max_items_per_task`].
+pub const DEFAULT_MAX_ITEMS_PER_TASK: usize = 1_000_000;
+
+/// Default [`Limits::max_labels`].
+pub const DEFAULT_MAX_LABELS: usize = 10_000;
+
+/// Default [`Limits::max_layers`].
+pub const DEFAULT_MAX_LAYERS: usize = 1_024;
+
+/// Default [`Limits::max_concurrent_requests`].
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
+
+/// Default [`Limits::max_request_bytes`].
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 10;
+
+/// Caps on what the daemon accepts (the `[limits]` table). A checkpoint
+/// beyond an analysis cap fails with kind `limit` and a message naming the
+/// file, the cap and the value; a probe set beyond one stops the start.
+/// The waiting-queue cap is per run: `queue_capacity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest checkpoint (dump file, or sum of a checkpoint's weight
+    /// files), bytes.
+    pub max_file_bytes: u64,
+    /// Most items (words, spans, sentences) of one task.
+    pub max_items_per_task: usize,
+    /// Most distinct labels of one task.
+    pub max_labels: usize,
+    /// Most layers of one task (hidden states of a model).
+    pub max_layers: usize,
+    /// HTTP requests served at once; more get 503.
+    pub max_concurrent_requests: usize,
+    /// Largest HTTP request head (request line and headers), bytes; larger
+    /// get 431. Bodies are refused anyway.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_items_per_task: DEFAULT_MAX_ITEMS_PER_TASK,
+            max_labels: DEFAULT_MAX_LABELS,
+            max_layers: DEFAULT_MAX_LAYERS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
 /// The checked configuration of the daemon.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -72,6 +128,8 @@ pub struct Config {
     /// by the file (`--shard`, `PROBEWATCH_SHARD` or the host name's
     /// ordinal, see [`crate::shard`]). `None`: every pair.
     pub shard: Option<crate::shard::Shard>,
+    /// Caps on input sizes and on the HTTP server (`[limits]`).
+    pub limits: Limits,
 }
 
 /// One watched fine-tuning run.
@@ -464,7 +522,8 @@ fn toml_message(text: &str, message: &str, span: Range<usize>) -> String {
         .trim_end()
         .replace("expected usize", "expected a non-negative integer")
         .replace("expected u32", "expected a non-negative integer below 2^32")
-        .replace("expected f64", "expected a number");
+        .replace("expected f64", "expected a number")
+        .replace("expected u64", "expected a non-negative integer");
     let start = char_floor(text, span.start);
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
@@ -526,7 +585,52 @@ struct RawConfig {
     workers: Option<Spanned<usize>>,
     log_format: Option<LogFormat>,
     web_config: Option<Spanned<PathBuf>>,
+    limits: Option<RawLimits>,
     run: Option<Spanned<Vec<Spanned<RawRun>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_file_bytes: Option<Spanned<u64>>,
+    max_items_per_task: Option<Spanned<usize>>,
+    max_labels: Option<Spanned<usize>>,
+    max_layers: Option<Spanned<usize>>,
+    max_concurrent_requests: Option<Spanned<usize>>,
+    max_request_bytes: Option<Spanned<usize>>,
+}
+
+impl RawLimits {
+    fn check(self, ctx: &Ctx<'_>) -> Result<Limits, ConfigError> {
+        let mut l = Limits::default();
+        if let Some(v) = self.max_file_bytes {
+            l.max_file_bytes = positive(ctx, v, "max_file_bytes")?;
+        }
+        if let Some(v) = self.max_items_per_task {
+            l.max_items_per_task = positive(ctx, v, "max_items_per_task")?;
+        }
+        if let Some(v) = self.max_labels {
+            l.max_labels = positive(ctx, v, "max_labels")?;
+        }
+        if let Some(v) = self.max_layers {
+            l.max_layers = positive(ctx, v, "max_layers")?;
+        }
+        if let Some(v) = self.max_concurrent_requests {
+            l.max_concurrent_requests = positive(ctx, v, "max_concurrent_requests")?;
+        }
+        if let Some(v) = self.max_request_bytes {
+            let span = v.span();
+            let n = positive(ctx, v, "max_request_bytes")?;
+            // Below this even `GET /metrics` with a Host header does not fit.
+            if n < 256 {
+                let value = format!("{n} (at least 256)");
+                let key = "max_request_bytes";
+                return Err(ctx.invalid(span, Problem::OutOfRange { key, value }));
+            }
+            l.max_request_bytes = n;
+        }
+        Ok(l)
+    }
 }
 
 #[derive(Deserialize)]
@@ -637,6 +741,10 @@ impl RawConfig {
             runs,
             web_config,
             shard: None,
+            limits: match self.limits {
+                Some(l) => l.check(ctx)?,
+                None => Limits::default(),
+            },
         };
         Ok(config)
     }
@@ -998,6 +1106,18 @@ impl Config {
             LogFormat::Json => "JSON lines",
         };
         writeln!(out, "log format {log}")?;
+        let l = &self.limits;
+        writeln!(
+            out,
+            "limits checkpoints up to {} bytes; per task up to {} items, {} labels, {} layers; \
+             HTTP up to {} requests at once, request heads up to {} bytes",
+            l.max_file_bytes,
+            l.max_items_per_task,
+            l.max_labels,
+            l.max_layers,
+            l.max_concurrent_requests,
+            l.max_request_bytes
+        )?;
         writeln!(out, "{} run(s):", self.runs.len())?;
         for run in &self.runs {
             run.write_description(out)?;
@@ -1206,6 +1326,47 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_read_and_checked() {
+        let dir = Path::new("/etc/probewatch");
+        let text = format!(
+            "[limits]\nmax_file_bytes = 1000\nmax_labels = 7\n\n{}",
+            run_table("")
+        );
+        let cfg = parse(&text, &dir.join("c.toml")).unwrap();
+        assert_eq!(cfg.limits.max_file_bytes, 1000);
+        assert_eq!(cfg.limits.max_labels, 7);
+        assert_eq!(cfg.limits.max_layers, DEFAULT_MAX_LAYERS);
+        assert_eq!(
+            cfg.limits.max_concurrent_requests,
+            DEFAULT_MAX_CONCURRENT_REQUESTS
+        );
+        let defaults = parse(&run_table(""), &dir.join("c.toml")).unwrap();
+        assert_eq!(defaults.limits, Limits::default());
+
+        let (err, msg) = error(&format!("[limits]\nmax_layers = 0\n{}", run_table("")), 2);
+        assert!(
+            matches!(
+                problem(&err),
+                Problem::NotPositive {
+                    key: "max_layers",
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        let (err, msg) = error(
+            &format!("[limits]\nmax_request_bytes = 100\n{}", run_table("")),
+            2,
+        );
+        assert!(msg.contains("at least 256"), "{msg}");
+        assert!(matches!(problem(&err), Problem::OutOfRange { .. }));
+        let (_, msg) = error(&format!("[limits]\nmax_lables = 3\n{}", run_table("")), 2);
+        assert!(msg.contains("max_lables"), "{msg}");
+        let (_, msg) = error(&format!("[limits]\nmax_labels = -3\n{}", run_table("")), 2);
+        assert!(msg.contains("non-negative"), "{msg}");
+    }
+
+    #[test]
     fn example_shows_every_option() {
         let text = include_str!("../config/probewatch.example.toml");
         for key in [
@@ -1237,6 +1398,12 @@ mod tests {
             "classifier",
             "classifier_configurations",
             "memorisation_splits",
+            "max_file_bytes",
+            "max_items_per_task",
+            "max_labels",
+            "max_layers",
+            "max_concurrent_requests",
+            "max_request_bytes",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{key} = "))),

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch as tokio_watch};
@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::analysis::{AnalysisOptions, Report, SubSplits, TaskMemory, analyse_with};
-use crate::config::{Baseline, Classifier, Config, Layout, Mode, QueuePolicy, RunConfig};
+use crate::config::{Baseline, Classifier, Config, Layout, Limits, Mode, QueuePolicy, RunConfig};
 use crate::geometry::classifier::{ClassifierParams, search_configs};
 use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
@@ -68,6 +68,25 @@ pub enum DaemonError {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
+    /// A probe set of an `hf-checkpoints` run is beyond a `[limits]` cap.
+    #[error(
+        "run '{run}': task '{task}': the probe set has {value} {what}, more than \
+         limits.max_{what_key} = {limit}"
+    )]
+    ProbeSetLimit {
+        /// The run.
+        run: String,
+        /// The task.
+        task: String,
+        /// `items` or `labels`.
+        what: &'static str,
+        /// The key's tail: `items_per_task` or `labels`.
+        what_key: &'static str,
+        /// The probe set's count.
+        value: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// A probe set of an `hf-checkpoints` run could not be read.
     #[error("run '{run}': task '{task}': {source}")]
     ProbeSet {
@@ -100,8 +119,9 @@ struct PlanCache {
 }
 
 impl ProbeRun {
-    /// Reads the probe sets of `cfg` (an `hf-checkpoints` run).
-    fn load(cfg: &RunConfig) -> Result<ProbeRun, DaemonError> {
+    /// Reads the probe sets of `cfg` (an `hf-checkpoints` run) and checks
+    /// them against `limits`.
+    fn load(cfg: &RunConfig, limits: &Limits) -> Result<ProbeRun, DaemonError> {
         let mut sets = Vec::with_capacity(cfg.probes.len());
         for p in &cfg.probes {
             let set =
@@ -113,10 +133,19 @@ impl ProbeRun {
             info!(run = %cfg.name, task = %p.task.name, items = set.items.len(), sentences = set.sentences.len(), labels = set.label_names.len(), "probe set read");
             sets.push(set);
         }
-        Ok(ProbeRun {
+        let probe = ProbeRun {
             sets,
             plan: Mutex::new(None),
-        })
+        };
+        probe.check_limits(cfg, limits)?;
+        Ok(probe)
+    }
+
+    /// Refuses probe sets with more items or labels than `limits` allow.
+    fn check_limits(&self, cfg: &RunConfig, limits: &Limits) -> Result<(), DaemonError> {
+        self.sets
+            .iter()
+            .try_for_each(|set| check_probe_set_limits(cfg, set, limits))
     }
 
     /// The plan for `tokenizer` (a file) and `encoder`'s input length:
@@ -163,6 +192,37 @@ impl ProbeRun {
         });
         Ok(plan)
     }
+}
+
+/// Refuses a probe set of run `cfg` with more items or labels than `limits`
+/// allow (the daemon at start and on reload, and `check-config`).
+pub fn check_probe_set_limits(
+    cfg: &RunConfig,
+    set: &ProbeSet,
+    limits: &Limits,
+) -> Result<(), DaemonError> {
+    let checks = [
+        (
+            "items",
+            "items_per_task",
+            set.items.len(),
+            limits.max_items_per_task,
+        ),
+        ("labels", "labels", set.label_names.len(), limits.max_labels),
+    ];
+    for (what, what_key, value, limit) in checks {
+        if value > limit {
+            return Err(DaemonError::ProbeSetLimit {
+                run: cfg.name.clone(),
+                task: set.task.name.clone(),
+                what,
+                what_key,
+                value,
+                limit,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The failure of an encoder error: unreadable files are `io`, broken or
@@ -235,12 +295,111 @@ const REPORT_REFRESH_SECONDS: u32 = 30;
 /// What the daemon shares between its run loops.
 struct Shared {
     store: Mutex<Store>,
-    /// Per `hf-checkpoints` run (by name): its probe sets and plan.
-    probes: BTreeMap<String, Arc<ProbeRun>>,
+    /// Per `hf-checkpoints` run (by name): its probe sets and plan. Replaced
+    /// by a reload that adds or changes the run.
+    probes: RwLock<BTreeMap<String, Arc<ProbeRun>>>,
     metrics: Arc<Metrics>,
     pool: rayon::ThreadPool,
     /// This replica's share of the (task, layer) pairs; `None`: all.
     shard: Option<Shard>,
+    /// The analysis caps; a reload replaces them for the next checkpoint.
+    limits: RwLock<Limits>,
+}
+
+/// Reads the configuration again: the file plus the command line's
+/// overrides. Its error is shown as it is (it names the file and line).
+pub type ReloadFn = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// How the daemon re-reads its configuration while it runs (SIGHUP).
+pub struct Reload {
+    /// Each message asks for one reload.
+    pub requests: mpsc::Receiver<()>,
+    /// Reads the configuration.
+    pub load: ReloadFn,
+}
+
+/// A run loop started by the daemon.
+struct RunHandle {
+    cfg: RunConfig,
+    stop: tokio_watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunHandle {
+    /// Asks the loop to stop (it finishes the checkpoint being analysed or
+    /// abandons it after its grace time) and waits for it.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            warn!(run = %self.cfg.name, error = %e, "run loop ended abnormally");
+        }
+    }
+}
+
+/// Starts the loop of a restored run.
+fn spawn_run(shared: &Arc<Shared>, state: RunState) -> RunHandle {
+    let (stop, rx) = tokio_watch::channel(false);
+    let cfg = state.cfg.clone();
+    let shared = shared.clone();
+    let task = tokio::spawn(async move {
+        let name = state.cfg.name.clone();
+        if let Err(e) = run_loop(shared, state, rx).await {
+            error!(run = %name, error = %e, "run stopped");
+        }
+    });
+    RunHandle { cfg, stop, task }
+}
+
+/// Restores a run from the store on a blocking thread (store reads stay off
+/// the async runtime) and starts its loop; `None` (logged) if it cannot be
+/// restored.
+async fn start_run(shared: &Arc<Shared>, cfg: &RunConfig) -> Option<RunHandle> {
+    let (sh, c) = (shared.clone(), cfg.clone());
+    match tokio::task::spawn_blocking(move || restore(&sh, &c)).await {
+        Ok(Ok(state)) => Some(spawn_run(shared, state)),
+        Ok(Err(e)) => {
+            error!(run = %cfg.name, error = %e, "run stopped");
+            None
+        }
+        Err(e) => {
+            error!(run = %cfg.name, error = %e, "restoring the run failed");
+            None
+        }
+    }
+}
+
+/// Reads the probe sets of every `hf-checkpoints` run of `config` on a
+/// blocking thread, re-using `keep`'s for runs whose settings are unchanged
+/// (their sets are checked against the new limits again).
+async fn load_probes(
+    config: &Config,
+    keep: &BTreeMap<String, (RunConfig, Arc<ProbeRun>)>,
+) -> Result<BTreeMap<String, Arc<ProbeRun>>, DaemonError> {
+    let mut probes = BTreeMap::new();
+    for run in config
+        .runs
+        .iter()
+        .filter(|r| r.layout == Layout::HfCheckpoints)
+    {
+        let probe = match keep.get(&run.name) {
+            Some((old, probe)) if old == run => {
+                probe.check_limits(run, &config.limits)?;
+                probe.clone()
+            }
+            _ => {
+                let (cfg, limits) = (run.clone(), config.limits);
+                let probe = tokio::task::spawn_blocking(move || ProbeRun::load(&cfg, &limits))
+                    .await
+                    .map_err(|e| DaemonError::Pool {
+                        workers: 1,
+                        detail: e.to_string(),
+                    })??;
+                Arc::new(probe)
+            }
+        };
+        probes.insert(run.name.clone(), probe);
+    }
+    Ok(probes)
 }
 
 /// Runs the daemon until `shutdown` turns true; then finishes the
@@ -251,7 +410,25 @@ struct Shared {
 /// daemon without them.
 pub async fn run(
     config: Config,
+    shutdown: tokio_watch::Receiver<bool>,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), DaemonError> {
+    run_with_reload(config, shutdown, None, on_listening).await
+}
+
+/// [`run`], and on each request of `reload` the configuration is read again
+/// and applied without a restart: runs added are started, runs removed are
+/// stopped (their series leave `/metrics`, their history stays in the
+/// store), runs whose settings changed are stopped and started again from
+/// the store, and the analysis limits change for the next checkpoint. A
+/// file that does not load (syntax, a check, a probe set) changes nothing:
+/// the error is logged with its line and the previous configuration keeps
+/// running. The listener, store, workers, web config, shard and HTTP limits
+/// take effect at the next restart (logged when changed).
+pub async fn run_with_reload(
+    config: Config,
     mut shutdown: tokio_watch::Receiver<bool>,
+    mut reload: Option<Reload>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), DaemonError> {
     // A bad web config stops the start before anything else happens.
@@ -266,24 +443,11 @@ pub async fn run(
     let scheme = web.as_ref().map_or("http", |w| w.scheme());
     // Probe sets first: a run whose probe set cannot be read is a
     // configuration error, refused before anything starts.
-    let mut probes = BTreeMap::new();
-    for run in config
-        .runs
-        .iter()
-        .filter(|r| r.layout == Layout::HfCheckpoints)
-    {
-        let cfg = run.clone();
-        let probe = tokio::task::spawn_blocking(move || ProbeRun::load(&cfg))
-            .await
-            .map_err(|e| DaemonError::Pool {
-                workers: 1,
-                detail: e.to_string(),
-            })??;
-        probes.insert(run.name.clone(), Arc::new(probe));
-    }
+    let probes = load_probes(&config, &BTreeMap::new()).await?;
     let store = Store::open(&config.store)?;
     info!(store = %config.store.display(), "store open");
     let metrics = Arc::new(Metrics::new());
+    metrics.config_loaded(false, unix_now());
     if let Some(shard) = config.shard {
         metrics.set_shard(shard.index(), shard.count());
         info!(%shard, "sharded: analysing this replica's share of the (task, layer) pairs");
@@ -298,10 +462,11 @@ pub async fn run(
         })?;
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
-        probes,
+        probes: RwLock::new(probes),
         metrics: metrics.clone(),
         pool,
         shard: config.shard,
+        limits: RwLock::new(config.limits),
     });
     let ready = Arc::new(ReadyFlags::default());
     ready.set_store_open(true);
@@ -338,6 +503,7 @@ pub async fn run(
                 watched: config.runs.iter().map(|r| r.name.clone()).collect(),
                 refresh_seconds: REPORT_REFRESH_SECONDS,
             }),
+            limits: crate::server::HttpLimits::from(&config.limits),
         },
         web,
         async move {
@@ -345,22 +511,40 @@ pub async fn run(
         },
     ));
 
-    let mut loops = tokio::task::JoinSet::new();
+    let mut runs: BTreeMap<String, RunHandle> = BTreeMap::new();
     for state in restored {
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        loops.spawn(async move {
-            let name = state.cfg.name.clone();
-            if let Err(e) = run_loop(shared, state, shutdown).await {
-                error!(run = %name, error = %e, "run stopped");
-            }
-        });
+        runs.insert(state.cfg.name.clone(), spawn_run(&shared, state));
     }
     ready.set_watchers_running(true);
-    stopped(&mut shutdown).await;
+    let mut current = config;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            asked = async {
+                match reload.as_mut() {
+                    Some(r) => r.requests.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match (asked, reload.as_ref()) {
+                    (Some(()), Some(r)) => {
+                        apply_reload(&shared, &mut runs, &mut current, &r.load).await;
+                    }
+                    // The sender is gone: no more reloads.
+                    _ => reload = None,
+                }
+            }
+        }
+    }
     info!("shutting down");
     ready.set_watchers_running(false);
-    while loops.join_next().await.is_some() {}
+    for h in runs.values() {
+        let _ = h.stop.send(true);
+    }
+    for (_, h) in runs {
+        h.stop().await;
+    }
     match server.await {
         Ok(r) => r.map_err(DaemonError::Server)?,
         Err(e) => warn!(error = %e, "server task ended abnormally"),
@@ -370,6 +554,119 @@ pub async fn run(
     drop(shared);
     info!("stopped");
     Ok(())
+}
+
+/// One SIGHUP: loads the configuration and applies it (see
+/// [`run_with_reload`]), or logs why not and keeps `current`.
+async fn apply_reload(
+    shared: &Arc<Shared>,
+    runs: &mut BTreeMap<String, RunHandle>,
+    current: &mut Config,
+    load: &ReloadFn,
+) {
+    let file = current.file.display().to_string();
+    info!(file = %file, "reloading the configuration");
+    let failed = |error: &dyn std::fmt::Display| {
+        error!(file = %file, error = %error, "configuration reload failed; the running configuration is kept");
+        shared.metrics.config_reload_failed();
+    };
+    let load = load.clone();
+    let new = match tokio::task::spawn_blocking(move || load()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return failed(&e),
+        Err(e) => return failed(&e),
+    };
+    // Probe sets of new or changed runs are read before anything changes:
+    // one that cannot be read fails the whole reload.
+    let keep: BTreeMap<String, (RunConfig, Arc<ProbeRun>)> = {
+        let probes = shared.probes.read().unwrap_or_else(PoisonError::into_inner);
+        current
+            .runs
+            .iter()
+            .filter_map(|r| {
+                probes
+                    .get(&r.name)
+                    .map(|p| (r.name.clone(), (r.clone(), p.clone())))
+            })
+            .collect()
+    };
+    let probes = match load_probes(&new, &keep).await {
+        Ok(p) => p,
+        Err(e) => return failed(&e),
+    };
+    let restart_only = [
+        ("listen", current.listen != new.listen),
+        ("store", current.store != new.store),
+        ("workers", current.workers != new.workers),
+        ("web_config", current.web_config != new.web_config),
+        ("log_format", current.log_format != new.log_format),
+        ("shard", current.shard != new.shard),
+        (
+            "limits.max_concurrent_requests",
+            current.limits.max_concurrent_requests != new.limits.max_concurrent_requests,
+        ),
+        (
+            "limits.max_request_bytes",
+            current.limits.max_request_bytes != new.limits.max_request_bytes,
+        ),
+    ];
+    for (setting, _) in restart_only.iter().filter(|(_, changed)| *changed) {
+        warn!(
+            setting,
+            "changed in the configuration file; takes effect at the next restart"
+        );
+    }
+    *shared
+        .limits
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = new.limits;
+    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    let names: Vec<String> = runs.keys().cloned().collect();
+    for name in names {
+        let next = new.runs.iter().find(|r| r.name == name);
+        if next.is_some_and(|r| runs.get(&name).is_some_and(|h| h.cfg == *r)) {
+            continue;
+        }
+        if let Some(h) = runs.remove(&name) {
+            h.stop().await;
+        }
+        if next.is_none() {
+            shared.metrics.remove_run(&name);
+            removed.push(name);
+        }
+    }
+    *shared
+        .probes
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = probes;
+    for run in &new.runs {
+        if runs.contains_key(&run.name) {
+            continue;
+        }
+        if current.runs.iter().any(|r| r.name == run.name) {
+            changed.push(run.name.clone());
+        } else {
+            added.push(run.name.clone());
+        }
+        if let Some(h) = start_run(shared, run).await {
+            runs.insert(run.name.clone(), h);
+        }
+    }
+    let watched = runs.len();
+    // Restart-only settings stay as they run, so the next reload compares
+    // with what is in effect.
+    let mut next = new;
+    next.listen = current.listen;
+    next.store = current.store.clone();
+    next.workers = current.workers;
+    next.web_config = current.web_config.clone();
+    next.log_format = current.log_format;
+    next.shard = current.shard;
+    next.limits.max_concurrent_requests = current.limits.max_concurrent_requests;
+    next.limits.max_request_bytes = current.limits.max_request_bytes;
+    *current = next;
+    shared.metrics.config_loaded(true, unix_now());
+    info!(file = %file, added = ?added, removed = ?removed, changed = ?changed, watched, "configuration reloaded");
 }
 
 /// Reference layers (with centroids) of one checkpoint, by (task, layer).
@@ -430,6 +727,43 @@ struct Analysed {
 struct Failure {
     kind: &'static str,
     message: String,
+}
+
+/// A `limit` failure when one task of a checkpoint has more items, labels
+/// or layers than `limits` allow (checked before any layer is read).
+fn check_source_limits(
+    path: &Path,
+    info: &crate::source::dump::TaskInfo,
+    limits: &Limits,
+) -> Result<(), Failure> {
+    let checks = [
+        (
+            "items",
+            "max_items_per_task",
+            info.n,
+            limits.max_items_per_task,
+        ),
+        (
+            "labels",
+            "max_labels",
+            info.label_names.len(),
+            limits.max_labels,
+        ),
+        ("layers", "max_layers", info.layers.len(), limits.max_layers),
+    ];
+    for (what, key, value, limit) in checks {
+        if value > limit {
+            return Err(Failure {
+                kind: "limit",
+                message: format!(
+                    "{}: task '{}' has {value} {what}, more than limits.{key} = {limit}",
+                    path.display(),
+                    info.name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The failure kind of a dump error (the `kind` label of
@@ -811,11 +1145,18 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
     let started = unix_now();
     let t = Instant::now();
     let mut new_memory = BTreeMap::new();
-    let probe = shared.probes.get(&cfg.name).cloned();
+    let probe = shared
+        .probes
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&cfg.name)
+        .cloned();
+    let limits = *shared.limits.read().unwrap_or_else(PoisonError::into_inner);
     let threads = shared.pool.current_num_threads();
     let result = shared.pool.install(|| {
         analyse_checkpoint(
             cfg,
+            &limits,
             probe.as_deref(),
             threads,
             shared.shard,
@@ -920,6 +1261,7 @@ type Checked = (
 #[allow(clippy::too_many_arguments)] // one call site, every argument a different role
 fn analyse_checkpoint(
     cfg: &RunConfig,
+    limits: &Limits,
     probe: Option<&ProbeRun>,
     threads: usize,
     shard: Option<Shard>,
@@ -933,6 +1275,17 @@ fn analyse_checkpoint(
         kind: dump_error_kind(&e),
         message: e.to_string(),
     };
+    if candidate.size > limits.max_file_bytes {
+        return Err(Failure {
+            kind: "limit",
+            message: format!(
+                "{}: {} bytes, more than limits.max_file_bytes = {}",
+                candidate.path.display(),
+                candidate.size,
+                limits.max_file_bytes
+            ),
+        });
+    }
     // Either an opened dump's tasks, or activations the encoder computes
     // now: one forward pass over the probe sets serves every task.
     let dump;
@@ -972,6 +1325,9 @@ fn analyse_checkpoint(
                 message: format!("run '{}': probe sets not loaded", cfg.name),
             });
         }
+    }
+    for source in &sources {
+        check_source_limits(&candidate.path, source.info(), limits)?;
     }
     let measure = MeasureParams {
         label_distance: cfg.label_distance,

@@ -286,18 +286,28 @@ fn run(cli: Cli) -> Result<()> {
             shard,
             shard_count,
         } => {
-            let mut cfg = probewatch::config::load(&config)?;
-            if let Some(file) = web_config_file {
-                cfg.web_config = Some(absolute(&file)?);
-            }
-            cfg.shard = resolve_shard(shard, shard_count)?;
+            // The file plus the command line's overrides: at start, and
+            // again on every SIGHUP.
+            let web_override = web_config_file.map(|f| absolute(&f)).transpose()?;
+            let shard = resolve_shard(shard, shard_count)?;
+            let load = move || -> Result<probewatch::config::Config> {
+                let mut cfg = probewatch::config::load(&config)?;
+                if let Some(file) = &web_override {
+                    cfg.web_config = Some(file.clone());
+                }
+                cfg.shard = shard;
+                Ok(cfg)
+            };
+            let cfg = load()?;
             let scheme = check_web_config(cfg.web_config.as_deref())?;
             let json = match log_format {
                 Some(f) => matches!(f, LogFormatArg::Json),
                 None => cfg.log_format == probewatch::config::LogFormat::Json,
             };
             init_logging(json);
-            serve(cfg, move |addr| {
+            let reload: probewatch::daemon::ReloadFn =
+                std::sync::Arc::new(move || load().map_err(|e| format!("{e:#}")));
+            serve(cfg, Some(reload), move |addr| {
                 tracing::info!("metrics at {scheme}://{addr}/metrics");
             })
         }
@@ -561,9 +571,11 @@ fn init_logging(json: bool) {
     }
 }
 
-/// Runs the daemon on a fresh runtime until SIGINT or SIGTERM.
+/// Runs the daemon on a fresh runtime until SIGINT or SIGTERM; with
+/// `reload`, SIGHUP reads the configuration again and applies it.
 fn serve(
     cfg: probewatch::config::Config,
+    reload: Option<probewatch::daemon::ReloadFn>,
     on_listening: impl FnOnce(std::net::SocketAddr) + Send + 'static,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -577,13 +589,36 @@ fn serve(
             wait_for_signal().await;
             let _ = tx.send(true);
         });
-        probewatch::daemon::run(cfg, rx, on_listening).await
+        let reload = match reload {
+            None => None,
+            Some(load) => Some(probewatch::daemon::Reload {
+                requests: forward_sighup()?,
+                load,
+            }),
+        };
+        probewatch::daemon::run_with_reload(cfg, rx, reload, on_listening).await?;
+        anyhow::Ok(())
     });
     // An abandoned analysis may still be running on a blocking thread: do
     // not wait for it (its store write is one transaction, all or nothing).
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     result?;
     Ok(())
+}
+
+/// A channel that receives one message per SIGHUP.
+fn forward_sighup() -> Result<tokio::sync::mpsc::Receiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received");
+            // A reload already waiting covers this one too.
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
 }
 
 async fn wait_for_signal() {
@@ -634,6 +669,7 @@ fn demo(
         runs: vec![run],
         web_config,
         shard: None,
+        limits: probewatch::config::Limits::default(),
     };
     let writer_dir = run_dir.clone();
     std::thread::spawn(move || {
@@ -656,7 +692,7 @@ fn demo(
         tracing::info!("simulated training finished; the daemon keeps serving until Ctrl-C");
     });
     let folder = dir.display().to_string();
-    serve(cfg, move |addr| {
+    serve(cfg, None, move |addr| {
         eprintln!(
             "\nprobewatch demo: a simulated fine-tuning run writes a checkpoint every {interval} s into\n  {folder}/run\n\
              Metrics:  {scheme}://{addr}/metrics\n\
@@ -743,6 +779,7 @@ fn check_probe_sets(cfg: &probewatch::config::Config) -> Result<()> {
         for p in &run.probes {
             let set = ProbeSet::load(&p.task, &p.files)
                 .with_context(|| format!("run '{}': task '{}'", run.name, p.task.name))?;
+            probewatch::daemon::check_probe_set_limits(run, &set, &cfg.limits)?;
             let mut per_split = vec![0usize; set.splits.len()];
             for item in &set.items {
                 per_split[usize::from(item.split)] += 1;

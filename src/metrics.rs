@@ -248,6 +248,9 @@ enum Fam {
     Duration,
     QueueDepth,
     ShardInfo,
+    ConfigReloadSuccessful,
+    ConfigReloadTimestamp,
+    ConfigReloads,
 }
 
 /// The families the collector writes, in exposition order; `Fam as usize` is
@@ -412,6 +415,21 @@ impl Fam {
                 Gauge,
                 "Always 1; the labels give this process's shard number and the number of shards the (task, layer) pairs are split over (0 and 1 when not sharded).",
             ),
+            Fam::ConfigReloadSuccessful => (
+                "probewatch_config_last_reload_successful",
+                Gauge,
+                "1 when the last configuration load (start or SIGHUP reload) succeeded, 0 when a reload failed and the previous configuration keeps running.",
+            ),
+            Fam::ConfigReloadTimestamp => (
+                "probewatch_config_last_reload_success_timestamp_seconds",
+                Gauge,
+                "Time of the last successful configuration load (start or SIGHUP reload), in seconds since the Unix epoch.",
+            ),
+            Fam::ConfigReloads => (
+                "probewatch_config_reloads_total",
+                Counter,
+                "Configuration reloads asked for with SIGHUP, by result (success or failure).",
+            ),
             Fam::QueueDepth => (
                 "probewatch_queue_depth",
                 Gauge,
@@ -447,6 +465,12 @@ struct RunLabels {
 struct ShardLabels {
     shard: String,
     of: String,
+}
+
+/// Label set `{result}` of `probewatch_config_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: String,
 }
 
 /// Label set `{run, kind}` of `probewatch_checkpoints_failed_total`.
@@ -631,6 +655,11 @@ pub struct Metrics {
     duration: Family<RunLabels, Histogram, fn() -> Histogram>,
     queue_depth: Family<RunLabels, Gauge>,
     shard_info: Family<ShardLabels, Gauge>,
+    reload_ok: Gauge,
+    reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    reloads: Family<ReloadLabels, Counter>,
+    /// The (run, kind) pairs of `failed`, for [`Metrics::remove_run`].
+    failure_kinds: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -662,6 +691,12 @@ impl Metrics {
         Fam::QueueDepth.register(&mut registry, queue_depth.clone());
         let shard_info = Family::default();
         Fam::ShardInfo.register(&mut registry, shard_info.clone());
+        let reload_ok = Gauge::default();
+        let reload_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let reloads = Family::default();
+        Fam::ConfigReloadSuccessful.register(&mut registry, reload_ok.clone());
+        Fam::ConfigReloadTimestamp.register(&mut registry, reload_time.clone());
+        Fam::ConfigReloads.register(&mut registry, reloads.clone());
         registry.register_collector(Box::new(SnapshotCollector {
             snapshots: Arc::clone(&snapshots),
         }));
@@ -674,8 +709,17 @@ impl Metrics {
             duration,
             queue_depth,
             shard_info,
+            reload_ok,
+            reload_time,
+            reloads,
+            failure_kinds: Default::default(),
         };
         metrics.set_shard(0, 1);
+        for result in ["success", "failure"] {
+            drop(metrics.reloads.get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            }));
+        }
         metrics
     }
 
@@ -707,6 +751,59 @@ impl Metrics {
             .insert(run, snapshot);
     }
 
+    /// Records a successful configuration load at `unix_seconds`: at start
+    /// (`reload` false) or on a SIGHUP reload (counted).
+    pub fn config_loaded(&self, reload: bool, unix_seconds: f64) {
+        self.reload_ok.set(1);
+        self.reload_time.set(unix_seconds);
+        if reload {
+            self.count_reload("success");
+        }
+    }
+
+    /// Records a reload that failed: the previous configuration runs on.
+    pub fn config_reload_failed(&self) {
+        self.reload_ok.set(0);
+        self.count_reload("failure");
+    }
+
+    fn count_reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Removes every series of `run` (a run taken out of the configuration
+    /// by a reload): its snapshot and its counters.
+    pub fn remove_run(&self, run: &str) {
+        self.snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(run);
+        let labels = run_labels(run);
+        self.analyzed.remove(&labels);
+        self.skipped.remove(&labels);
+        self.duration.remove(&labels);
+        self.queue_depth.remove(&labels);
+        // Failure counters are keyed by (run, kind): drop this run's.
+        let mut kinds = self
+            .failure_kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        kinds.retain(|(r, kind)| {
+            if r != run {
+                return true;
+            }
+            self.failed.remove(&FailureLabels {
+                run: run.to_owned(),
+                kind: kind.clone(),
+            });
+            false
+        });
+    }
+
     /// Counts one analysed checkpoint of `run` and records how long its
     /// analysis took (negative or non-finite durations are recorded as 0).
     pub fn checkpoint_analyzed(&self, run: &str, seconds: f64) {
@@ -725,6 +822,10 @@ impl Metrics {
     /// short, low-cardinality word (`corrupt`, `incomplete`, `io`, …).
     pub fn checkpoint_failed(&self, run: &str, kind: &str) {
         self.touch_run(run);
+        self.failure_kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((run.to_owned(), kind.to_owned()));
         self.failed
             .get_or_create(&FailureLabels {
                 run: run.to_owned(),

@@ -7,8 +7,10 @@
 //! It runs on the tokio runtime with axum; a scrape only clones the current
 //! snapshots under a short read lock and encodes them, so it stays responsive
 //! while analysis runs on other threads. Every route is GET only: requests
-//! announcing a body are refused with 413, and at most
-//! [`MAX_CONCURRENT_REQUESTS`] requests are served at once (more get 503).
+//! announcing a body are refused with 413, request heads (request line and
+//! headers) beyond [`HttpLimits::max_request_bytes`] with 431, and at most
+//! [`HttpLimits::max_concurrent_requests`] requests are served at once (more
+//! get 503); both come from the config's `[limits]`.
 //!
 //! This module deliberately knows no metric names, no SQL and nothing of the
 //! watchers: the daemon flips [`ReadyFlags`] and publishes into [`Metrics`].
@@ -39,8 +41,33 @@ use crate::web_config::WebConfig;
 /// [`Metrics::encode`] writes and Prometheus (2.x and later) parses.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Requests served at once; further concurrent requests get 503.
-pub const MAX_CONCURRENT_REQUESTS: usize = 16;
+/// Requests served at once by default; further concurrent requests get 503.
+pub const MAX_CONCURRENT_REQUESTS: usize = crate::config::DEFAULT_MAX_CONCURRENT_REQUESTS;
+
+/// The server's caps (from the config's `[limits]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Requests served at once; more get 503.
+    pub max_concurrent_requests: usize,
+    /// Largest request head (request line plus headers), bytes; larger get
+    /// 431.
+    pub max_request_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::from(&crate::config::Limits::default())
+    }
+}
+
+impl From<&crate::config::Limits> for HttpLimits {
+    fn from(l: &crate::config::Limits) -> Self {
+        HttpLimits {
+            max_concurrent_requests: l.max_concurrent_requests,
+            max_request_bytes: l.max_request_bytes,
+        }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -51,6 +78,8 @@ pub struct ServerState {
     pub ready: Arc<ReadyFlags>,
     /// Where `/report` reads from (`None`: no report pages).
     pub reports: Option<ReportSource>,
+    /// Request size and concurrency caps.
+    pub limits: HttpLimits,
 }
 
 /// Where `/report` pages come from.
@@ -137,7 +166,7 @@ pub async fn serve(
     state: ServerState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state, MAX_CONCURRENT_REQUESTS))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -153,7 +182,7 @@ pub async fn serve_with(
     let Some(web) = web else {
         return serve(listener, state, shutdown).await;
     };
-    let app = router(state, MAX_CONCURRENT_REQUESTS).layer(middleware::from_fn_with_state(
+    let app = router(state).layer(middleware::from_fn_with_state(
         web.clone(),
         secure::authenticate,
     ));
@@ -172,9 +201,19 @@ pub async fn serve_with(
     }
 }
 
-/// The routes, with the body and concurrency guard in front of them.
-fn router(state: ServerState, max_concurrent: usize) -> Router {
-    let permits = Arc::new(Semaphore::new(max_concurrent));
+/// What the guard in front of the routes needs.
+#[derive(Clone)]
+struct Guard {
+    permits: Arc<Semaphore>,
+    max_request_bytes: usize,
+}
+
+/// The routes, with the size, body and concurrency guard in front of them.
+fn router(state: ServerState) -> Router {
+    let guard_state = Guard {
+        permits: Arc::new(Semaphore::new(state.limits.max_concurrent_requests)),
+        max_request_bytes: state.limits.max_request_bytes,
+    };
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -183,12 +222,24 @@ fn router(state: ServerState, max_concurrent: usize) -> Router {
         .route("/report", get(report_index))
         .route("/report/{run}", get(report_page))
         .with_state(state)
-        .layer(middleware::from_fn_with_state(permits, guard))
+        .layer(middleware::from_fn_with_state(guard_state, guard))
 }
 
-/// Refuses requests with a body (413) and requests beyond the concurrency
-/// limit (503); the permit is held until the response is built.
-async fn guard(State(permits): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+/// Refuses request heads larger than the limit (431), requests with a body
+/// (413) and requests beyond the concurrency limit (503); the permit is held
+/// until the response is built.
+async fn guard(State(g): State<Guard>, request: Request, next: Next) -> Response {
+    let head = head_bytes(&request);
+    if head > g.max_request_bytes {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request line and headers are {head} bytes, more than the {} allowed\n",
+                g.max_request_bytes
+            ),
+        )
+            .into_response();
+    }
     if announces_body(request.headers()) {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -196,7 +247,7 @@ async fn guard(State(permits): State<Arc<Semaphore>>, request: Request, next: Ne
         )
             .into_response();
     }
-    let Ok(_permit) = permits.try_acquire() else {
+    let Ok(_permit) = g.permits.try_acquire() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
@@ -205,6 +256,17 @@ async fn guard(State(permits): State<Arc<Semaphore>>, request: Request, next: Ne
             .into_response();
     };
     next.run(request).await
+}
+
+/// Bytes of the request line and headers as HTTP/1.1 writes them.
+fn head_bytes(request: &Request) -> usize {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    line + headers
 }
 
 /// Whether the request says it carries a body (a chunked one, or a non-zero
@@ -494,11 +556,12 @@ mod tests {
         task: tokio::task::JoinHandle<std::io::Result<()>>,
     }
 
-    async fn start(state: ServerState, max_concurrent: usize) -> Running {
+    async fn start(mut state: ServerState, max_concurrent: usize) -> Running {
+        state.limits.max_concurrent_requests = max_concurrent;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(state, max_concurrent);
+        let app = router(state);
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -514,6 +577,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(ReadyFlags::new()),
             reports: None,
+            limits: HttpLimits::default(),
         }
     }
 
@@ -539,16 +603,17 @@ mod tests {
         .unwrap()
     }
 
-    /// Sends raw bytes and returns the status line.
-    async fn raw(base: &str, request: &'static str) -> String {
+    /// Sends raw bytes and returns the whole answer.
+    async fn raw(base: &str, request: &str) -> String {
         let addr = base.trim_start_matches("http://").to_owned();
+        let request = request.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut stream = std::net::TcpStream::connect(addr).unwrap();
             stream.write_all(request.as_bytes()).unwrap();
             let mut reply = String::new();
             // The server answers and closes (Connection: close).
             stream.read_to_string(&mut reply).unwrap();
-            reply.lines().next().unwrap_or_default().to_owned()
+            reply
         })
         .await
         .unwrap()
@@ -646,6 +711,31 @@ mod tests {
         let post = "POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
                     Content-Length: 0\r\n\r\n";
         assert!(raw(&server.base, post).await.contains(" 405 "));
+        server.stop.send(()).unwrap();
+        server.task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_request_heads_over_the_limit() {
+        let mut st = state();
+        st.limits.max_request_bytes = 512;
+        let server = start(st, MAX_CONCURRENT_REQUESTS).await;
+        let small = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        assert!(raw(&server.base, small).await.contains(" 200 "));
+        // One header of 600 bytes: over 512 in all.
+        let big = format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(600)
+        );
+        let answer = raw(&server.base, &big).await;
+        assert!(answer.contains(" 431 "), "{answer}");
+        assert!(answer.contains("more than the 512 allowed"), "{answer}");
+        // A long URI counts too.
+        let long = format!(
+            "GET /metrics?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "q".repeat(600)
+        );
+        assert!(raw(&server.base, &long).await.contains(" 431 "));
         server.stop.send(()).unwrap();
         server.task.await.unwrap().unwrap();
     }

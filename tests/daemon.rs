@@ -1032,3 +1032,182 @@ fn classifier_and_memorisation_splits() {
     d.signal("TERM");
     assert!(d.wait_exit().success());
 }
+
+/// Waits until `run` has `n` analysed checkpoints.
+fn wait_analysed(d: &Daemon, run: &'static str, n: f64) -> Scrape {
+    d.wait_metrics(&format!("{n} checkpoints of {run} analysed"), move |s| {
+        s.get("probewatch_checkpoints_analyzed_total", &[("run", run)]) == Some(n)
+    })
+}
+
+/// SIGHUP re-reads the config: a run added is watched, a run removed leaves
+/// `/metrics` (its history stays stored), and a file with an error changes
+/// nothing — the error names the file and line, the old runs keep being
+/// analysed, and the reload metrics say so.
+#[test]
+fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old_one() {
+    let dir = tempdir();
+    let a = folder(dir.path(), "a");
+    let b = folder(dir.path(), "b");
+    let cfg = write_config(dir.path(), &run_table("a", &a, ""));
+    let d = Daemon::watch(&cfg, &[]);
+    write_renamed(&a, "step-0.safetensors", &small_dump(0).bytes());
+    wait_analysed(&d, "a", 1.0);
+    let s = d.scrape();
+    assert_eq!(
+        s.value("probewatch_config_last_reload_successful", &[]),
+        1.0
+    );
+    assert!(
+        s.value(
+            "probewatch_config_last_reload_success_timestamp_seconds",
+            &[]
+        ) > 1.7e9
+    );
+
+    // Add run b.
+    write_config(
+        dir.path(),
+        &[run_table("a", &a, ""), run_table("b", &b, "")].concat(),
+    );
+    write_renamed(&b, "step-0.safetensors", &small_dump(0).bytes());
+    let from = d.lines().len();
+    d.signal("HUP");
+    let (_, e) = d.wait_event(from, "the reload line", |e| {
+        e.message == "configuration reloaded"
+    });
+    assert!(e.field("added").contains('b'), "{}", e.raw);
+    let s = wait_analysed(&d, "b", 1.0);
+    assert_eq!(
+        s.counter("probewatch_config_reloads_total", &[("result", "success")]),
+        1.0
+    );
+
+    // A broken file: line 7 has a string where a number belongs.
+    let broken = format!(
+        "listen = \"127.0.0.1:0\"\nstore = \"store.sqlite\"\nworkers = 1\nlog_format = \"json\"\n\n\
+         {}scan_interval_seconds = \"fast\"\n",
+        run_table("a", &a, "").replace("scan_interval_seconds = 0.2\n", "")
+    );
+    let bad_line = broken
+        .lines()
+        .position(|l| l.contains("\"fast\""))
+        .expect("the bad line")
+        + 1;
+    std::fs::write(&cfg, &broken).expect("writing the broken config");
+    let from = d.lines().len();
+    d.signal("HUP");
+    let (_, e) = d.wait_event(from, "the failed reload line", |e| {
+        e.message.starts_with("configuration reload failed")
+    });
+    assert_eq!(e.level, "ERROR", "{}", e.raw);
+    let want = format!("{}:{bad_line}:", cfg.display());
+    assert!(
+        e.field("error").contains(&want),
+        "expected {want} in {}",
+        e.raw
+    );
+    let s = d.wait_metrics("the failed reload counted", |s| {
+        s.counter("probewatch_config_reloads_total", &[("result", "failure")]) == 1.0
+    });
+    assert_eq!(
+        s.value("probewatch_config_last_reload_successful", &[]),
+        0.0
+    );
+    // Both runs of the old config keep going.
+    write_renamed(&a, "step-10.safetensors", &small_dump(10).bytes());
+    write_renamed(&b, "step-10.safetensors", &small_dump(10).bytes());
+    wait_analysed(&d, "a", 2.0);
+    wait_analysed(&d, "b", 2.0);
+
+    // A valid file without run b: b leaves /metrics, a goes on.
+    write_config(dir.path(), &run_table("a", &a, ""));
+    let from = d.lines().len();
+    d.signal("HUP");
+    let (_, e) = d.wait_event(from, "the second reload line", |e| {
+        e.message == "configuration reloaded"
+    });
+    assert!(e.field("removed").contains('b'), "{}", e.raw);
+    let s = d.wait_metrics("run b gone", |s| {
+        s.get("probewatch_checkpoint_step", &[("run", "b")])
+            .is_none()
+            && s.get("probewatch_checkpoints_analyzed_total", &[("run", "b")])
+                .is_none()
+    });
+    assert_eq!(
+        s.value("probewatch_config_last_reload_successful", &[]),
+        1.0
+    );
+    write_renamed(&a, "step-20.safetensors", &small_dump(20).bytes());
+    wait_analysed(&d, "a", 3.0);
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    // Nothing stored was lost: b's history is still there.
+    let db = dir.path().join("store.sqlite");
+    assert_eq!(stored_rows(&db, "a").len(), 3);
+    assert_eq!(stored_rows(&db, "b").len(), 2);
+}
+
+/// `[limits]`: a checkpoint over a cap fails with kind `limit` and an error
+/// naming the file, the cap and the value; the daemon goes on, and a reload
+/// raising the cap applies to the next checkpoint.
+#[test]
+fn limits_refuse_checkpoints_with_a_clear_error() {
+    let dir = tempdir();
+    let r = folder(dir.path(), "r");
+    let limits = "[limits]\nmax_labels = 4\nmax_file_bytes = 100000\n\n";
+    let cfg = write_config(dir.path(), &format!("{limits}{}", run_table("r", &r, "")));
+    let d = Daemon::watch(&cfg, &[]);
+    // 5 labels, about 60 KB: over max_labels.
+    let labels = write_renamed(&r, "step-0.safetensors", &small_dump(0).bytes());
+    // 2,000 × 32 × 2 layers of f32, about 520 KB: over max_file_bytes.
+    let big = write_renamed(&r, "step-10.safetensors", &slow_dump(10).bytes());
+    d.wait_metrics("two limit failures", |s| {
+        s.failures("r").get("limit") == Some(&2.0)
+    });
+    let failed = |path: &Path| {
+        d.events()
+            .into_iter()
+            .find(|e| is("checkpoint failed", path)(e))
+            .unwrap_or_else(|| panic!("no failure line naming {}", path.display()))
+    };
+    let e = failed(&labels);
+    assert_eq!(e.field("kind"), "limit", "{}", e.raw);
+    let msg = e.field("error");
+    assert!(msg.contains(&labels.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("5 labels, more than limits.max_labels = 4"),
+        "{msg}"
+    );
+    let msg = failed(&big).field("error").to_owned();
+    assert!(
+        msg.contains("more than limits.max_file_bytes = 100000"),
+        "{msg}"
+    );
+
+    // Raise the label cap: the next checkpoint is analysed.
+    let raised = "[limits]\nmax_labels = 10\nmax_file_bytes = 100000\n\n";
+    write_config(dir.path(), &format!("{raised}{}", run_table("r", &r, "")));
+    let from = d.lines().len();
+    d.signal("HUP");
+    d.wait_event(from, "the reload line", |e| {
+        e.message == "configuration reloaded"
+    });
+    write_renamed(&r, "step-20.safetensors", &small_dump(20).bytes());
+    wait_analysed(&d, "r", 1.0);
+    d.signal("TERM");
+    assert!(d.wait_exit().success());
+    let rows = stored_rows(&dir.path().join("store.sqlite"), "r");
+    let kinds: Vec<_> = rows
+        .iter()
+        .map(|r| (r.step, r.error_kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (0, Some("limit".to_owned())),
+            (10, Some("limit".to_owned())),
+            (20, None)
+        ]
+    );
+}

@@ -486,4 +486,30 @@ fn a_missing_probe_set_is_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("bad.jsonl:2"), "{err}");
+    // A probe set over `[limits]`: three items where two are allowed.
+    std::fs::write(
+        dir.path().join("three.jsonl"),
+        "{\"words\": [\"a\"], \"label\": \"x\"}\n\
+         {\"words\": [\"b\"], \"label\": \"y\"}\n\
+         {\"words\": [\"c\"], \"label\": \"x\"}\n",
+    )
+    .expect("writing");
+    let extra = "layout = \"hf-checkpoints\"\n[[run.probe]]\ntask = \"labels\"\nfiles = [\"three.jsonl\"]\n";
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[limits]\nmax_items_per_task = 2\n\n{}",
+            run_table("hf", &run, extra)
+        ),
+    );
+    let out = Command::new(exe())
+        .args(["watch", "--config", cfg.to_str().expect("UTF-8")])
+        .output()
+        .expect("watch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("run 'hf': task 'labels': the probe set has 3 items, more than limits.max_items_per_task = 2"),
+        "{err}"
+    );
 }

@@ -30,7 +30,12 @@ fn readme_table() -> BTreeMap<String, Family> {
         let name = unquote(cells[0]);
         let family = Family {
             kind: cells[1].to_owned(),
-            labels: cells[2].split(',').map(unquote).collect(),
+            // `—`: a family without labels.
+            labels: cells[2]
+                .split(',')
+                .map(unquote)
+                .filter(|l| !l.is_empty() && l != "—")
+                .collect(),
             help: cells[3].to_owned(),
         };
         assert!(
@@ -107,13 +112,12 @@ fn exposed(text: &str) -> BTreeMap<String, Family> {
         };
         // prometheus-parse reports a histogram under its family name, its
         // `le` label folded into the buckets.
-        let labels: BTreeSet<String> = scrape
-            .samples
+        let samples: Vec<_> = scrape.samples.iter().filter(|s| s.metric == name).collect();
+        assert!(!samples.is_empty(), "{name}: no samples");
+        let labels: BTreeSet<String> = samples
             .iter()
-            .filter(|s| s.metric == name)
             .flat_map(|s| s.labels.keys().cloned())
             .collect();
-        assert!(!labels.is_empty(), "{name}: no labelled samples");
         let family = Family {
             kind: kind.to_owned(),
             labels,
