@@ -492,6 +492,13 @@ pub async fn run_with_reload(
     let addr = listener.local_addr().map_err(DaemonError::Server)?;
     info!(url = %format!("{scheme}://{addr}/metrics"), "serving metrics");
     on_listening(addr);
+    let watched = Arc::new(RwLock::new(
+        config
+            .runs
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>(),
+    ));
     let mut server_shutdown = shutdown.clone();
     let server = tokio::spawn(crate::server::serve_with(
         listener,
@@ -500,7 +507,7 @@ pub async fn run_with_reload(
             ready: ready.clone(),
             reports: Some(ReportSource {
                 store: config.store.clone(),
-                watched: config.runs.iter().map(|r| r.name.clone()).collect(),
+                watched: watched.clone(),
                 refresh_seconds: REPORT_REFRESH_SECONDS,
             }),
             limits: crate::server::HttpLimits::from(&config.limits),
@@ -530,6 +537,8 @@ pub async fn run_with_reload(
                 match (asked, reload.as_ref()) {
                     (Some(()), Some(r)) => {
                         apply_reload(&shared, &mut runs, &mut current, &r.load).await;
+                        *watched.write().unwrap_or_else(PoisonError::into_inner) =
+                            current.runs.iter().map(|r| r.name.clone()).collect();
                     }
                     // The sender is gone: no more reloads.
                     _ => reload = None,

@@ -23,8 +23,8 @@
 //! probes need no password), and the configured extra response headers.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -87,8 +87,9 @@ pub struct ServerState {
 pub struct ReportSource {
     /// The daemon's history store (opened read-only per request).
     pub store: std::path::PathBuf,
-    /// Runs the daemon watches: their pages reload themselves.
-    pub watched: Vec<String>,
+    /// Runs the daemon watches: their pages reload themselves. Shared with
+    /// the daemon, which replaces it on a config reload.
+    pub watched: Arc<RwLock<Vec<String>>>,
     /// Seconds between reloads of a watched run's page.
     pub refresh_seconds: u32,
 }
@@ -354,7 +355,12 @@ async fn report_page(
     let opts = crate::report::ReportOptions {
         task: query.task,
         layer: query.layer,
-        refresh_seconds: src.watched.contains(&run).then_some(src.refresh_seconds),
+        refresh_seconds: src
+            .watched
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&run)
+            .then_some(src.refresh_seconds),
         links: true,
     };
     let store = src.store.clone();
@@ -811,7 +817,7 @@ mod tests {
         let mut st = state();
         st.reports = Some(ReportSource {
             store: report_store(dir.path()),
-            watched: vec!["r".into()],
+            watched: Arc::new(RwLock::new(vec!["r".into()])),
             refresh_seconds: 30,
         });
         let server = start(st, 4).await;

@@ -1082,6 +1082,10 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old_one() {
         s.counter("probewatch_config_reloads_total", &[("result", "success")]),
         1.0
     );
+    // The added run is watched: its report page reloads itself.
+    let (status, page) = d.get("/report/b");
+    assert_eq!(status, 200);
+    assert!(page.contains("This page reloads every"), "{page}");
 
     // A broken file: line 7 has a string where a number belongs.
     let broken = format!(
@@ -1138,6 +1142,10 @@ fn sighup_reloads_the_config_and_an_invalid_file_keeps_the_old_one() {
         s.value("probewatch_config_last_reload_successful", &[]),
         1.0
     );
+    // Its history is still reported, as a run no longer watched.
+    let (status, page) = d.get("/report/b");
+    assert_eq!(status, 200);
+    assert!(!page.contains("This page reloads every"), "{page}");
     write_renamed(&a, "step-20.safetensors", &small_dump(20).bytes());
     wait_analysed(&d, "a", 3.0);
     d.signal("TERM");
