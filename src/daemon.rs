@@ -908,7 +908,15 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
     let finished = unix_now();
     let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let result = match result {
-        Ok((reports, layers, baseline_cmp, previous_cmp)) => {
+        Ok((reports, mut layers, baseline_cmp, previous_cmp)) => {
+            // The store keeps centroids as f32: the reference kept in
+            // memory holds the same values, so a restarted daemon (which
+            // reads them back) exports what an uninterrupted one does.
+            for l in layers.values_mut() {
+                for v in l.centroids.iter_mut().flatten().flatten() {
+                    *v = f64::from(*v as f32);
+                }
+            }
             let mut records = Vec::new();
             for ((task, layer), l) in layers.iter() {
                 let key = (task.clone(), *layer);
