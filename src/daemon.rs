@@ -775,6 +775,44 @@ fn check_source_limits(
     Ok(())
 }
 
+/// Failure kind of a store write that did not happen (disk full, ...): the
+/// checkpoint is queued again.
+const STORE: &str = "store";
+/// Not a failure: the dump changed while it was read, nothing is stored.
+const CHANGED: &str = "changed";
+
+/// Queues the checkpoints whose store write failed again, unless their file
+/// changed (the scanner reports the new version) or they are stored by now.
+async fn requeue(shared: &Arc<Shared>, state: &mut RunState) {
+    let retry = std::mem::take(&mut state.retry);
+    let (sh, id) = (shared.clone(), state.id);
+    let Some(still) = blocking(move || {
+        let store = sh.store.lock().unwrap_or_else(|p| p.into_inner());
+        retry
+            .into_iter()
+            .filter(|c| {
+                // A dump must be the same version; a checkpoint folder,
+                // whose files the scanner re-checks, must still exist.
+                let same = std::fs::metadata(&c.path).is_ok_and(|m| {
+                    m.is_dir()
+                        || (m.len() == c.size && m.modified().unwrap_or(UNIX_EPOCH) == c.mtime)
+                });
+                same && matches!(
+                    store.is_recorded(id, &c.path, c.size, mtime_ns(c.mtime)),
+                    Ok(false)
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    else {
+        return;
+    };
+    for c in still {
+        state.queue.entry((c.step, c.path.clone())).or_insert(c);
+    }
+}
+
 /// The failure kind of a dump error (the `kind` label of
 /// `checkpoints_failed_total`).
 fn dump_error_kind(e: &DumpError) -> &'static str {
@@ -816,6 +854,9 @@ struct RunState {
     best: Best,
     memory: BTreeMap<String, TaskMemory>,
     queue: BTreeMap<(u64, PathBuf), Candidate>,
+    /// Checkpoints whose outcome could not be stored (disk full, ...):
+    /// queued again after the next scan while their file is unchanged.
+    retry: Vec<Candidate>,
 }
 
 impl RunState {
@@ -954,6 +995,7 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
         best,
         memory: BTreeMap::new(),
         queue: BTreeMap::new(),
+        retry: Vec::new(),
     })
 }
 
@@ -1153,6 +1195,33 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
     } = job;
     let started = unix_now();
     let t = Instant::now();
+    // A dump is read through one handle, kept here too: if it is not the
+    // version the scan judged complete, or changes while it is read, the
+    // result belongs to no one version and nothing is stored (the scanner
+    // reports the new version when it is complete).
+    let held = match cfg.layout {
+        Layout::Dumps => std::fs::File::open(&candidate.path).ok(),
+        Layout::HfCheckpoints => None,
+    };
+    let changed = |when: &str| {
+        let f = held.as_ref()?;
+        let now = f
+            .metadata()
+            .ok()
+            .map(|m| (m.len(), m.modified().unwrap_or(UNIX_EPOCH)));
+        (now != Some((candidate.size, candidate.mtime))).then(|| Failure {
+            kind: CHANGED,
+            message: format!("{}: {when}", candidate.path.display()),
+        })
+    };
+    if let Some(f) = changed("changed between the scan and the analysis") {
+        return Outcome {
+            candidate,
+            result: Err(f),
+            memory,
+            seconds: 0.0,
+        };
+    }
     let mut new_memory = BTreeMap::new();
     let probe = shared
         .probes
@@ -1170,6 +1239,7 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
             threads,
             shared.shard,
             &candidate,
+            held.as_ref(),
             &memory,
             &mut new_memory,
             baseline.as_ref(),
@@ -1177,10 +1247,26 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
         )
     });
     let seconds = t.elapsed().as_secs_f64();
+    if let Some(f) = changed("changed while it was read") {
+        return Outcome {
+            candidate,
+            result: Err(f),
+            memory: new_memory,
+            seconds,
+        };
+    }
     let finished = unix_now();
     let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let result = match result {
-        Ok((reports, layers, baseline_cmp, previous_cmp)) => {
+        Ok((reports, mut layers, baseline_cmp, previous_cmp)) => {
+            // The store keeps centroids as f32: the reference kept in
+            // memory holds the same values, so a restarted daemon (which
+            // reads them back) exports what an uninterrupted one does.
+            for l in layers.values_mut() {
+                for v in l.centroids.iter_mut().flatten().flatten() {
+                    *v = f64::from(*v as f32);
+                }
+            }
             let mut records = Vec::new();
             for ((task, layer), l) in layers.iter() {
                 let key = (task.clone(), *layer);
@@ -1225,7 +1311,7 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
                     is_baseline,
                 }),
                 Err(e) => Err(Failure {
-                    kind: "store",
+                    kind: STORE,
                     message: e.to_string(),
                 }),
             }
@@ -1275,6 +1361,7 @@ fn analyse_checkpoint(
     threads: usize,
     shard: Option<Shard>,
     candidate: &Candidate,
+    held: Option<&std::fs::File>,
     memory: &BTreeMap<String, TaskMemory>,
     new_memory: &mut BTreeMap<String, TaskMemory>,
     baseline: Option<&Reference>,
@@ -1303,7 +1390,11 @@ fn analyse_checkpoint(
     let dump_tasks: Vec<DumpTask<'_>>;
     match (cfg.layout, probe) {
         (Layout::Dumps, _) => {
-            dump = ActivationDump::open(&candidate.path).map_err(from_dump)?;
+            dump = match held.map(std::fs::File::try_clone) {
+                Some(Ok(file)) => ActivationDump::open_file(&candidate.path, file),
+                _ => ActivationDump::open(&candidate.path),
+            }
+            .map_err(from_dump)?;
             let names: Vec<String> = match &cfg.tasks {
                 Some(t) => t.clone(),
                 None => dump.tasks().iter().map(|t| t.name.clone()).collect(),
@@ -1480,11 +1571,15 @@ async fn run_loop(
                 let mut sc = scanner.take().expect("scanner present between scans");
                 let ren = std::mem::take(&mut renamed);
                 let res = blocking(move || {
+                    let t = Instant::now();
                     let r = sc.scan(&ren);
-                    (sc, r)
+                    (sc, r, t.elapsed().as_secs_f64())
                 })
                 .await;
-                let Some((sc, r)) = res else { return Ok(()) };
+                let Some((sc, r, seconds)) = res else {
+                    return Ok(());
+                };
+                tracing::trace!(run = %name, seconds, "scanned");
                 let missing = sc.folder_missing();
                 scanner = Some(sc);
                 if missing && !missing_logged {
@@ -1501,8 +1596,13 @@ async fn run_loop(
                     Err(e) => warn!(run = %name, error = %e, "scan failed"),
                 }
             }
+            if !state.retry.is_empty() {
+                requeue(&shared, &mut state).await;
+            }
         }
-        if job.is_none() {
+        // After a failed store write nothing else starts before it is
+        // retried (a later checkpoint must not become the baseline).
+        if job.is_none() && state.retry.is_empty() {
             if let Some(c) = state.next_job(&shared.metrics) {
                 let is_baseline = state.is_baseline_candidate(&c);
                 let previous = match &state.latest {
@@ -1641,6 +1741,10 @@ async fn handle_scan(shared: &Arc<Shared>, state: &mut RunState, items: Vec<Scan
                 warn!(run = %name, path = %path.display(), reason = %reason, "invalid checkpoint");
                 shared.metrics.checkpoint_failed(&name, "format");
             }
+            ScanItem::Unreadable { path, reason } => {
+                warn!(run = %name, path = %path.display(), reason = %reason, "unreadable checkpoint; retried at every scan");
+                shared.metrics.checkpoint_failed(&name, "io");
+            }
             ScanItem::Removed { path } => {
                 let before = state.queue.len();
                 state.queue.retain(|_, c| c.path != path);
@@ -1701,6 +1805,15 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
                 compared_to_previous = a.previous_cmp.len(),
                 "checkpoint analysed"
             );
+        }
+        Err(f) if f.kind == CHANGED => {
+            info!(run = %name, path = %o.candidate.path.display(), reason = %f.message, "checkpoint changed while being read; nothing stored, its new version is analysed once complete");
+        }
+        Err(f) if f.kind == STORE => {
+            warn!(run = %name, path = %o.candidate.path.display(), kind = f.kind, error = %f.message, "checkpoint failed");
+            shared.metrics.checkpoint_failed(&name, f.kind);
+            info!(run = %name, path = %o.candidate.path.display(), "checkpoint not stored; queued again after the next scan");
+            state.retry.push(o.candidate);
         }
         Err(f) => {
             // A failed analysis leaves the warm memory usable (it only

@@ -89,6 +89,18 @@ pub enum DumpError {
         /// Largest accepted header length.
         limit: u64,
     },
+    /// A tensor is larger than the memory that can be set aside to read it
+    /// (a header claiming terabytes in a sparse file): refused before any
+    /// of it is read, instead of the process aborting on the allocation.
+    #[error("{path}: tensor '{tensor}' needs {bytes} bytes of memory, more than can be allocated")]
+    TensorTooLarge {
+        /// The dump file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Bytes the tensor needs in memory.
+        bytes: u64,
+    },
     /// The header is not valid UTF-8 JSON.
     #[error("{path}: the header is not valid JSON: {detail}")]
     HeaderNotJson {
@@ -563,12 +575,25 @@ impl ActivationDump {
     /// Opens and validates a dump: header, metadata, and every task's labels,
     /// split and layer shapes. Does not read layer data.
     pub fn open(path: &Path) -> Result<Self, DumpError> {
+        let file = File::open(path).map_err(|source| DumpError::Io {
+            path: path.to_path_buf(),
+            action: "opening the file".to_string(),
+            source,
+        })?;
+        Self::open_file(path, file)
+    }
+
+    /// [`ActivationDump::open`] on a file the caller already opened (`path`
+    /// names it in errors). Every later read goes through this handle, so a
+    /// caller that keeps another handle to the same file (`try_clone`) can
+    /// tell afterwards, from its size and mtime, whether the file changed
+    /// while it was read.
+    pub fn open_file(path: &Path, file: File) -> Result<Self, DumpError> {
         let io_err = |action: &str, source: io::Error| DumpError::Io {
             path: path.to_path_buf(),
             action: action.to_string(),
             source,
         };
-        let file = File::open(path).map_err(|e| io_err("opening the file", e))?;
         let meta = file
             .metadata()
             .map_err(|e| io_err("reading the file's size", e))?;
@@ -1068,8 +1093,23 @@ impl ActivationDump {
         Ok((task, layer_tensors))
     }
 
+    /// An empty vector with room for `count` values of `T`, or
+    /// [`DumpError::TensorTooLarge`] when that memory cannot be had.
+    fn allocate<T>(&self, tensor: &str, count: usize) -> Result<Vec<T>, DumpError> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(count)
+            .map_err(|_| DumpError::TensorTooLarge {
+                path: self.path.clone(),
+                tensor: tensor.to_string(),
+                bytes: (count as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+            })?;
+        Ok(v)
+    }
+
     fn read_bytes(&self, tensor: &str, start: u64, len: u64) -> Result<Vec<u8>, DumpError> {
-        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+        let count = usize::try_from(len).unwrap_or(usize::MAX);
+        let mut buf = self.allocate::<u8>(tensor, count)?;
+        buf.resize(count, 0);
         self.file
             .read_exact_at(&mut buf, start)
             .map_err(|source| DumpError::Io {
@@ -1089,7 +1129,7 @@ impl ActivationDump {
         count: usize,
     ) -> Result<Vec<f32>, DumpError> {
         let width = dtype.bytes();
-        let mut out = Vec::with_capacity(count);
+        let mut out = self.allocate::<f32>(tensor, count)?;
         let mut buf = vec![0u8; CHUNK_BYTES.min(count * width)];
         let total = count * width;
         let mut done = 0usize;

@@ -28,7 +28,10 @@
 //! then a Trainer is still at work), the weight files are stable or were
 //! renamed into place. A check that keeps failing on files that stopped
 //! changing makes the candidate invalid; so does a `global_step` other than
-//! N, and a symlink when symlinks are not followed.
+//! N, and a symlink when symlinks are not followed. A dump that exists but
+//! cannot be opened (permission denied) is [`ScanItem::Unreadable`], not
+//! invalid: nothing is cached about it and every scan tries again, since a
+//! `chmod` that fixes it changes neither size nor mtime.
 //!
 //! What this module deliberately does not do: it never opens pickle files
 //! (`*.bin`, `*.pt`, `*.pth`: only their existence is tested), never reads
@@ -143,6 +146,17 @@ pub enum ScanItem {
         /// The dump file or checkpoint directory.
         path: PathBuf,
         /// What is wrong, in words.
+        reason: String,
+    },
+    /// A dump file that exists but cannot be opened now (permission denied,
+    /// an I/O error): reported once per reason and version, once it is
+    /// settled. Unlike [`ScanItem::Invalid`] it is re-checked on every scan,
+    /// because fixing it (`chmod`) changes neither size nor mtime: once it
+    /// opens, it is judged as usual and reported [`ScanItem::Complete`].
+    Unreadable {
+        /// The dump file.
+        path: PathBuf,
+        /// The error, in words.
         reason: String,
     },
     /// A candidate seen by an earlier scan (pending, complete or invalid) is
@@ -295,6 +309,8 @@ enum Verdict {
     Gone,
     Complete(Candidate, Vec<(String, Version)>),
     Invalid(String, Vec<(String, Version)>),
+    /// Present and settled but cannot be opened; not cached.
+    Unreadable(String, Vec<(String, Version)>),
 }
 
 /// Per-checkpoint-directory observations.
@@ -427,6 +443,10 @@ impl Scanner {
                     Reported::Invalid(reason.clone(), key),
                     ScanItem::Invalid { path, reason },
                 ),
+                Verdict::Unreadable(reason, key) => (
+                    Reported::Invalid(reason.clone(), key),
+                    ScanItem::Unreadable { path, reason },
+                ),
             };
             if tracked.reported.as_ref() != Some(&report.0) {
                 tracked.reported = Some(report.0);
@@ -547,7 +567,9 @@ enum EntryKind {
 fn item_path(item: &ScanItem) -> &Path {
     match item {
         ScanItem::Complete(c) => &c.path,
-        ScanItem::Invalid { path, .. } | ScanItem::Removed { path } => path,
+        ScanItem::Invalid { path, .. }
+        | ScanItem::Unreadable { path, .. }
+        | ScanItem::Removed { path } => path,
     }
 }
 
@@ -570,6 +592,17 @@ fn judge_dump(
     let seen = observe(slot, version, renamed_now);
     let settled = seen.settled(stable);
     let is_stable = seen.stable(stable);
+    // A file we may not open (mode 000, another user's): not a verdict on
+    // its content, so nothing is cached and the next scan tries again.
+    if seen.parsed.is_none()
+        && let Err(e) = fs::File::open(path)
+    {
+        return match e.kind() {
+            io::ErrorKind::NotFound => Verdict::Gone,
+            _ if settled => Verdict::Unreadable(format!("cannot open: {e}"), key),
+            _ => Verdict::Pending,
+        };
+    }
     match seen.parsed_with(|| header::check_safetensors(path, version.size)) {
         Err(reason) if is_stable => Verdict::Invalid(reason.clone(), key),
         Err(_) => Verdict::Pending,

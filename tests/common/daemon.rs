@@ -86,7 +86,17 @@ pub fn parse_event(line: &str) -> Option<Event> {
 impl Daemon {
     /// Spawns `probewatch ARGS` with `env` set, JSON logs expected on stderr.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_as(args, env, None)
+    }
+
+    /// [`Daemon::spawn`] as the user and group `uid_gid` when given (the
+    /// test must be root to switch).
+    pub fn spawn_as(args: &[&str], env: &[(&str, &str)], uid_gid: Option<(u32, u32)>) -> Daemon {
         let mut cmd = Command::new(exe());
+        if let Some((uid, gid)) = uid_gid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
