@@ -833,7 +833,17 @@ fn safetensors_headers_claiming_huge_sizes() {
         layer_len + 8 * n,
         &[(layer_len, labels)],
     );
-    let cfg = write_config(dir.path(), &run_table("huge", &run, ""));
+    // The default `[limits] max_file_bytes` (64 GiB) refuses the 1 TiB file
+    // as kind `limit` before reading it; raised to 2 TiB here, so the dump
+    // reader's own allocation guard is what refuses it.
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[limits]\nmax_file_bytes = {}\n\n{}",
+            2u64 << 40,
+            run_table("huge", &run, "")
+        ),
+    );
     let db = dir.path().join("store.sqlite");
     let r = [("run", "huge")];
     let d = Daemon::watch(&cfg, &DEBUG);
