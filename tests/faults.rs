@@ -458,6 +458,81 @@ fn permission_denied_on_a_checkpoint() {
     assert_stored_once(&db, "perm", &paths, 3);
 }
 
+/// 3b. The same for a Trainer checkpoint (`hf-checkpoints`): its
+///    `model.safetensors` may not be read, so the checkpoint is unreadable
+///    (counted as `io` once, re-checked every scan), not invalid; after
+///    `chmod` it is complete and goes to the encoder (whose verdict on these
+///    stand-in weights, a failure naming the folder, shows it was taken up).
+#[test]
+fn permission_denied_on_a_trainer_checkpoint() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let root = is_root();
+    let user = root.then_some((65534, 65534));
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the test folder");
+    }
+    let run = folder(dir.path(), "run");
+    std::fs::write(
+        dir.path().join("probe.jsonl"),
+        "{\"words\": [\"a\"], \"label\": \"x\"}\n{\"words\": [\"b\"], \"label\": \"y\"}\n",
+    )
+    .expect("writing the probe set");
+    let extra = "layout = \"hf-checkpoints\"\n[[run.probe]]\ntask = \"labels\"\nfiles = [\"probe.jsonl\"]\n";
+    let cfg = write_config(dir.path(), &run_table("hfperm", &run, extra));
+    let ckpt = run.join("checkpoint-10");
+    std::fs::create_dir(&ckpt).expect("checkpoint folder");
+    let weights = ckpt.join("model.safetensors");
+    std::fs::write(&weights, small_dump(10).bytes()).expect("weights");
+    std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    std::fs::write(ckpt.join("trainer_state.json"), "{\"global_step\": 10}")
+        .expect("trainer state");
+    let c = cfg.to_str().expect("UTF-8 path");
+    let mut d = Daemon::spawn_as(
+        &["watch", "--config", c, "--log-format", "json"],
+        &DEBUG,
+        user,
+    );
+    d.wait_serving();
+    let (_, e) = d.wait_event(
+        0,
+        "the unreadable checkpoint",
+        is("unreadable checkpoint; retried at every scan", &ckpt),
+    );
+    let reason = e.field("reason");
+    assert!(
+        reason.contains("model.safetensors") && reason.contains("Permission denied"),
+        "{}",
+        e.raw
+    );
+    d.wait_metrics("one io failure", |s| {
+        s.failures("hfperm").get("io") == Some(&1.0)
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let events = d.events();
+    assert_eq!(
+        count(
+            &events,
+            "unreadable checkpoint; retried at every scan",
+            &ckpt
+        ),
+        1
+    );
+    assert_eq!(count(&events, "invalid checkpoint", &ckpt), 0);
+    std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let (_, e) = d.wait_event(
+        0,
+        "the checkpoint taken up after chmod",
+        is("checkpoint failed", &ckpt),
+    );
+    assert!(
+        e.field("error").contains(&ckpt.display().to_string()),
+        "{}",
+        e.raw
+    );
+    stop(&d);
+}
+
 /// A dump whose analysis takes a while (1,500 points in 32 dimensions, 6
 /// confusable labels, 2 layers), with step `step` but contents of `seed`.
 fn slow_dump(step: u64, seed: u64) -> Vec<u8> {

@@ -28,9 +28,9 @@
 //! then a Trainer is still at work), the weight files are stable or were
 //! renamed into place. A check that keeps failing on files that stopped
 //! changing makes the candidate invalid; so does a `global_step` other than
-//! N, and a symlink when symlinks are not followed. A dump that exists but
-//! cannot be opened (permission denied) is [`ScanItem::Unreadable`], not
-//! invalid: nothing is cached about it and every scan tries again, since a
+//! N, and a symlink when symlinks are not followed. A dump, or a
+//! checkpoint's `trainer_state.json` or weight file, that exists but cannot
+//! be opened (permission denied) is [`ScanItem::Unreadable`], not invalid: nothing is cached about it and every scan tries again, since a
 //! `chmod` that fixes it changes neither size nor mtime.
 //!
 //! What this module deliberately does not do: it never opens pickle files
@@ -148,7 +148,8 @@ pub enum ScanItem {
         /// What is wrong, in words.
         reason: String,
     },
-    /// A dump file that exists but cannot be opened now (permission denied,
+    /// A dump file, or a checkpoint directory one of whose files, exists but
+    /// cannot be opened now (permission denied,
     /// an I/O error): reported once per reason and version, once it is
     /// settled. Unlike [`ScanItem::Invalid`] it is re-checked on every scan,
     /// because fixing it (`chmod`) changes neither size nor mtime: once it
@@ -573,6 +574,17 @@ fn item_path(item: &ScanItem) -> &Path {
     }
 }
 
+/// Why `path`, present and settled, cannot be opened (permission denied,
+/// …): `None` when it opens or is gone. Only asked before a file's content
+/// was first read, so a settled verdict costs no extra `open`.
+fn unopenable(path: &Path) -> Option<String> {
+    match fs::File::open(path) {
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => Some(format!("cannot open: {e}")),
+    }
+}
+
 /// The dump rule: length check passes and the file is settled (stable for
 /// `stable` scans or renamed into place); a failing check that stays stable
 /// is invalid; a complete file needs a step.
@@ -674,6 +686,11 @@ fn judge_checkpoint(
     let mut note_problem = |name: &str, reason: String| {
         problem.get_or_insert_with(|| format!("{name}: {reason}"));
     };
+    // The first settled file that cannot be opened (permission denied): not
+    // a verdict on the content, so nothing is parsed or cached for it and the
+    // next scan asks again (a `chmod` changes neither size nor mtime).
+    // With whether that file is settled (else the verdict is pending).
+    let mut unreadable: Option<(String, bool)> = None;
 
     let marker = match fs::symlink_metadata(dir.join(INCOMPLETE_MARKER)) {
         Ok(_) => true,
@@ -695,15 +712,27 @@ fn judge_checkpoint(
             key.push((TRAINER_STATE.to_string(), version));
             let seen = observe(&mut state.trainer, version, renamed_now(&trainer_path));
             let is_stable = seen.stable(stable);
-            match seen.parsed_with(|| header::trainer_global_step(&trainer_path, version.size)) {
-                Ok(global_step) => TrainerView::Valid {
-                    global_step: *global_step,
-                    stable: is_stable,
-                },
-                Err(reason) => TrainerView::Broken {
-                    reason: reason.clone(),
-                    stable: is_stable,
-                },
+            let cannot = if seen.parsed.is_none() {
+                unopenable(&trainer_path)
+            } else {
+                None
+            };
+            if let Some(reason) = cannot {
+                let settled = seen.settled(stable);
+                unreadable.get_or_insert_with(|| (format!("{TRAINER_STATE}: {reason}"), settled));
+                TrainerView::Absent
+            } else {
+                match seen.parsed_with(|| header::trainer_global_step(&trainer_path, version.size))
+                {
+                    Ok(global_step) => TrainerView::Valid {
+                        global_step: *global_step,
+                        stable: is_stable,
+                    },
+                    Err(reason) => TrainerView::Broken {
+                        reason: reason.clone(),
+                        stable: is_stable,
+                    },
+                }
             }
         }
     };
@@ -776,6 +805,13 @@ fn judge_checkpoint(
         };
         all_settled &= seen.settled(stable);
         let is_stable = seen.stable(stable);
+        if seen.parsed.is_none()
+            && let Some(reason) = unopenable(&path)
+        {
+            let settled = seen.settled(stable);
+            unreadable.get_or_insert_with(|| (format!("{name}: {reason}"), settled));
+            continue;
+        }
         if let Err(reason) = seen.parsed_with(|| header::check_safetensors(&path, version.size)) {
             failure.get_or_insert_with(|| (format!("{name}: {reason}"), is_stable));
         }
@@ -787,6 +823,11 @@ fn judge_checkpoint(
     }
     if marker {
         return Verdict::Pending;
+    }
+    match unreadable {
+        Some((reason, true)) => return Verdict::Unreadable(reason, key),
+        Some((_, false)) => return Verdict::Pending,
+        None => {}
     }
     match &trainer {
         TrainerView::Valid { global_step, .. } if *global_step != step => {
