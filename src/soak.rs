@@ -127,7 +127,7 @@ pub struct SoakArgs {
 /// measured runs).
 pub const DEFAULT_RSS_TOLERANCE_MIB: f64 = 16.0;
 /// Default `--rss-per-checkpoint-kib` (README "Soak and load").
-pub const DEFAULT_RSS_PER_CHECKPOINT_KIB: f64 = 64.0;
+pub const DEFAULT_RSS_PER_CHECKPOINT_KIB: f64 = 48.0;
 /// Default `--fd-tolerance`.
 pub const DEFAULT_FD_TOLERANCE: i64 = 2;
 
