@@ -5,8 +5,10 @@
 //! writer that saves them the way a training job does (a hidden temporary
 //! file, then a rename into place).
 //!
-//! [`dump_bytes`] is pure (same step, same tensors and metadata); [`write_checkpoint`] does
-//! the file I/O. Nothing here analyses or serves anything.
+//! [`dump_bytes`] is pure (same step, same tensors and metadata);
+//! [`cyclic_dump_bytes`] is the same run going back and forth, for soak runs
+//! that write thousands of checkpoints; [`write_checkpoint`] and
+//! [`write_dump`] do the file I/O. Nothing here analyses or serves anything.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,9 +40,30 @@ pub const CHECKPOINTS: u64 = 21;
 /// (more in higher layers) until, at the last step, their means coincide in
 /// the top layer and their hulls intersect.
 pub fn dump_bytes(step: u64) -> Vec<u8> {
+    let t = (step as f64 / ((CHECKPOINTS - 1) * STEP_EVERY) as f64).clamp(0.0, 1.0);
+    dump_at(step, t)
+}
+
+/// The activation dump of an endless simulated run at `step`, for soak
+/// runs that write far more than [`CHECKPOINTS`] checkpoints: the run's
+/// progress goes from 0 to 1 over the demo's steps and back again, over and
+/// over (a triangle wave), so consecutive dumps keep differing and every
+/// checkpoint costs a real analysis, however many are written.
+pub fn cyclic_dump_bytes(step: u64) -> Vec<u8> {
+    let span = (CHECKPOINTS - 1) * STEP_EVERY;
+    let phase = step % (2 * span);
+    let t = if phase <= span {
+        phase as f64 / span as f64
+    } else {
+        (2 * span - phase) as f64 / span as f64
+    };
+    dump_at(step, t)
+}
+
+/// The dump at `step` with the run's progress `t` in [0, 1].
+fn dump_at(step: u64, t: f64) -> Vec<u8> {
     let n = N_TRAIN + N_TEST;
     let k = LABELS.len();
-    let t = (step as f64 / ((CHECKPOINTS - 1) * STEP_EVERY) as f64).clamp(0.0, 1.0);
     let mut rng = Rng::new(0x5eed_0001);
     let means: Vec<Vec<f64>> = (0..k)
         .map(|_| (0..DIM).map(|_| 3.0 * rng.normal()).collect())
@@ -162,6 +185,27 @@ mod tests {
     fn same_step_same_contents() {
         assert_eq!(contents(&dump_bytes(300)), contents(&dump_bytes(300)));
         assert_ne!(contents(&dump_bytes(300)), contents(&dump_bytes(400)));
+    }
+
+    #[test]
+    fn the_cyclic_run_retraces_the_demo() {
+        let span = (CHECKPOINTS - 1) * STEP_EVERY;
+        // Tensors equal the demo's at the same progress (the step metadata
+        // differs); consecutive checkpoints differ.
+        let tensors = |b: &[u8]| contents(b).0;
+        assert_eq!(tensors(&cyclic_dump_bytes(300)), tensors(&dump_bytes(300)));
+        assert_eq!(
+            tensors(&cyclic_dump_bytes(2 * span + 300)),
+            tensors(&dump_bytes(300))
+        );
+        assert_eq!(
+            tensors(&cyclic_dump_bytes(span + 300)),
+            tensors(&dump_bytes(span - 300))
+        );
+        assert_ne!(
+            tensors(&cyclic_dump_bytes(span + 100)),
+            tensors(&cyclic_dump_bytes(span + 200))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod bench;
 mod bench_daemon;
 mod bench_report;
+mod soak;
 
 use probewatch::analysis::{AnalysisOptions, Report, SubSplits, analyse_dump};
 use probewatch::geometry::classifier::{ClassifierParams, search_configs};
@@ -202,6 +203,11 @@ enum Command {
         #[arg(long, default_value = "../shared/data/dumps")]
         data: PathBuf,
     },
+    /// Soak and load: the real daemon (a child process) fed a checkpoint
+    /// every few hundred ms while clients scrape /metrics and /report; fails
+    /// on a lost checkpoint, growing memory or descriptors, or a failed
+    /// request.
+    Soak(soak::SoakArgs),
     /// Print the stored history as OpenMetrics, each checkpoint's samples at
     /// its own time, for `promtool tsdb create-blocks-from openmetrics`.
     ExportOpenmetrics {
@@ -435,6 +441,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Soak(args) => soak::run(&args),
         Command::ExportOpenmetrics {
             store,
             run,

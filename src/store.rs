@@ -1116,6 +1116,25 @@ impl Store {
         task: &str,
         layer: u32,
     ) -> Result<Vec<(u64, i64, LayerRecord)>, StoreError> {
+        let mut out = Vec::new();
+        self.visit_layer_series(run, task, layer, |step, id, rec| {
+            out.push((step, id, rec));
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Store::layer_series`] one row at a time: `visit` gets each
+    /// `(step, checkpoint id, record)` as it is read, so a caller that keeps
+    /// only part of each record never holds every record at once (the
+    /// report of a long run). Stops at `visit`'s first error.
+    pub fn visit_layer_series<E: From<StoreError>>(
+        &self,
+        run: RunId,
+        task: &str,
+        layer: u32,
+        mut visit: impl FnMut(u64, i64, LayerRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
         let err = || {
             sql_err(
                 &self.db,
@@ -1127,8 +1146,9 @@ impl Store {
             .prepare_cached(SELECT_LAYER_SERIES)
             .map_err(err())?;
         let mut rows = stmt.query(params![run, task, layer]).map_err(err())?;
-        let mut out = Vec::new();
+        let mut seen = false;
         while let Some(row) = rows.next().map_err(err())? {
+            seen = true;
             let step = u64_column(row, 0).map_err(err())?;
             let checkpoint: i64 = row.get(7).map_err(err())?;
             let dim: u32 = row.get(6).map_err(err())?;
@@ -1144,9 +1164,10 @@ impl Store {
                     layer,
                     len: blob.len(),
                     dim,
-                });
+                }
+                .into());
             };
-            out.push((
+            visit(
                 step,
                 checkpoint,
                 LayerRecord {
@@ -1157,12 +1178,12 @@ impl Store {
                     centroids,
                     centroid_dim: dim,
                 },
-            ));
+            )?;
         }
-        if out.is_empty() {
+        if !seen {
             self.require_run(run)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The comparison JSON of every layer of `task` over a run's `Done`
@@ -1172,23 +1193,43 @@ impl Store {
         run: RunId,
         task: &str,
     ) -> Result<Vec<(u64, u32, Option<String>)>, StoreError> {
-        let rows: Vec<(u64, u32, Option<String>)> = self
-            .conn
-            .prepare_cached(SELECT_COMPARISON_SERIES)
-            .and_then(|mut stmt| {
-                stmt.query_map(params![run, task], |row| {
-                    Ok((u64_column(row, 0)?, row.get(1)?, row.get(2)?))
-                })?
-                .collect()
-            })
-            .map_err(sql_err(
+        let mut out = Vec::new();
+        self.visit_comparison_series(run, task, |step, layer, json| {
+            out.push((step, layer, json));
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Store::comparison_series`] one row at a time (see
+    /// [`Store::visit_layer_series`]).
+    pub fn visit_comparison_series<E: From<StoreError>>(
+        &self,
+        run: RunId,
+        task: &str,
+        mut visit: impl FnMut(u64, u32, Option<String>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let err = || {
+            sql_err(
                 &self.db,
                 format!("reading the comparisons of task '{task}' of run {run}"),
-            ))?;
-        if rows.is_empty() {
+            )
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(SELECT_COMPARISON_SERIES)
+            .map_err(err())?;
+        let mut rows = stmt.query(params![run, task]).map_err(err())?;
+        let mut seen = false;
+        while let Some(row) = rows.next().map_err(err())? {
+            seen = true;
+            let step = u64_column(row, 0).map_err(err())?;
+            visit(step, row.get(1).map_err(err())?, row.get(2).map_err(err())?)?;
+        }
+        if !seen {
             self.require_run(run)?;
         }
-        Ok(rows)
+        Ok(())
     }
 
     /// Runs `PRAGMA integrity_check` and `PRAGMA foreign_key_check`; any

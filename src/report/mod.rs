@@ -250,21 +250,23 @@ impl<'a> Loader<'a> {
         ))
     }
 
+    /// One layer over the steps, a record at a time: `visit` gets each
+    /// step's per-step fields and record (read and dropped one by one, so a
+    /// long run's stored JSON is never all in memory at once).
     fn series(
         &self,
         run: RunId,
         task: &str,
         layer: usize,
-    ) -> Result<Vec<(u64, StoredSeriesLayer, LayerRecord)>, ReportError> {
+        mut visit: impl FnMut(u64, StoredSeriesLayer, &LayerRecord),
+    ) -> Result<(), ReportError> {
         self.store
-            .layer_series(run, task, layer as u32)?
-            .into_iter()
-            .map(|(step, _, rec)| {
+            .visit_layer_series(run, task, layer as u32, |step, _, rec| {
                 let r: StoredSeriesLayer = serde_json::from_str(&rec.report_json)
                     .map_err(|e| self.bad(step, &rec, "report", e))?;
-                Ok((step, r, rec))
+                visit(step, r, &rec);
+                Ok(())
             })
-            .collect()
     }
 }
 
@@ -360,10 +362,12 @@ pub fn load(
         .iter()
         .map(|&l| (l, vec![None; h.steps.len()]))
         .collect();
-    for (step, layer, json) in store.comparison_series(run_id, &task)? {
+    // Read a row at a time: a long run's comparisons are never all in
+    // memory at once.
+    store.visit_comparison_series(run_id, &task, |step, layer, json| {
         let (Some(i), Some(j)) = (index(step), sim.iter().position(|s| s.0 == layer as usize))
         else {
-            continue;
+            return Ok(());
         };
         if let Some(json) = json {
             let c: StoredComparisons = serde_json::from_str(&json).map_err(|e| {
@@ -383,7 +387,8 @@ pub fn load(
             })?;
             sim[j].1[i] = c.baseline.and_then(|b| b.similarity);
         }
-    }
+        Ok::<(), ReportError>(())
+    })?;
     h.similarity = sim;
     // The focus layer's min distances, and the first and last layers'
     // centroids, over the steps.
@@ -407,24 +412,26 @@ pub fn load(
     wanted.sort_unstable();
     wanted.dedup();
     for layer in wanted {
-        let series = loader.series(run_id, &task, layer)?;
-        if layer == focus {
-            for (step, r, _) in &series {
-                if let Some(i) = index(*step) {
-                    h.focus_min_distance[i] = r.min_label_distance.clone();
-                }
-            }
-        }
-        if layer == first || layer == last {
-            let mut cs = CentroidSeries {
-                layer,
-                ..CentroidSeries::default()
-            };
-            for (step, r, rec) in &series {
-                cs.steps.push(*step);
+        let mut cs = CentroidSeries {
+            layer,
+            ..CentroidSeries::default()
+        };
+        let paths = layer == first || layer == last;
+        let focus_distances = &mut h.focus_min_distance;
+        let steps = &h.steps;
+        loader.series(run_id, &task, layer, |step, r, rec| {
+            if paths {
+                cs.steps.push(step);
                 cs.centroids
                     .push(Loader::centroids(rec, &r.clusters_per_label, k));
             }
+            if layer == focus
+                && let Ok(i) = steps.binary_search(&step)
+            {
+                focus_distances[i] = r.min_label_distance;
+            }
+        })?;
+        if paths {
             h.paths.push(cs);
         }
     }
