@@ -6,9 +6,10 @@
 # Builds every target of fuzz/ once, regenerates the seed corpora from the
 # real data (scripts/fuzz_seeds.py, from ../shared/data), then runs each
 # target (all of them when none is named) for SECONDS_PER_TARGET (default 60)
-# seconds, one after the other, in one process each: the seeds, the inputs
-# found so far (fuzz/corpus/<target>/) and the kept crashers
-# (fuzz/regressions/<target>/) first, then mutations. Prints the executions
+# seconds, one after the other, in one process each: the inputs found so far
+# (fuzz/corpus/<target>/, where new ones are added), the seeds
+# (fuzz/seeds/<target>/) and the kept crashers (fuzz/regressions/<target>/)
+# first, then mutations. Prints the executions
 # and findings per target; exits non-zero when any target found a crash, a
 # timeout (one input over 20 s) or an out-of-memory (over 1 GiB); the
 # input is left in fuzz/artifacts/<target>/ and the log in
@@ -60,19 +61,20 @@ echo "build: $(( $(date +%s) - build_start )) s"
 failed=()
 summary=()
 for target in "${targets[@]}"; do
-    mkdir -p "fuzz/corpus/$target" "fuzz/regressions/$target" "fuzz/artifacts/$target"
+    mkdir -p "fuzz/corpus/$target" "fuzz/seeds/$target" "fuzz/regressions/$target" \
+        "fuzz/artifacts/$target"
     log="fuzz/artifacts/$target.log"
     before=$(find "fuzz/artifacts/$target" -type f | wc -l)
     echo "== $target: ${seconds} s"
     start=$(date +%s)
     status=0
     "${fuzz[@]}" run --sanitizer none "$target" \
-        "fuzz/corpus/$target" "fuzz/regressions/$target" -- \
+        "fuzz/corpus/$target" "fuzz/seeds/$target" "fuzz/regressions/$target" -- \
         -max_total_time="$seconds" -timeout=20 -rss_limit_mb=1024 -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
     elapsed=$(( $(date +%s) - start ))
     execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+    rate=$(( ${execs:-0} / (elapsed > 0 ? elapsed : 1) ))
     corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
     after=$(find "fuzz/artifacts/$target" -type f | wc -l)
     if [ "$status" -ne 0 ] || [ "$after" -gt "$before" ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the fuzz seed corpora under fuzz/corpus/<target>/ from real files.
+"""Builds the fuzz seed corpora under fuzz/seeds/<target>/ from real files.
 
 Seeds are small slices of the real data, not copies: a few sentences of the
 STREUSLE and UD EWT corpora (../shared/data), activation dumps cut down to a
@@ -24,8 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
-CORPUS = ROOT / "fuzz" / "corpus"
+CORPUS = ROOT / "fuzz" / "seeds"
 FILES = ROOT / "fuzz" / "corpus-files"
+
+
+def reset():
+    if CORPUS.is_dir():
+        shutil.rmtree(CORPUS)
 
 
 def seed(target, name, data):
@@ -310,6 +315,7 @@ def config_seeds():
 def main():
     if not (DATA / "dumps").is_dir():
         sys.exit(f"fuzz_seeds: {DATA}/dumps is missing: the seeds are cut from the shared real data")
+    reset()
     dump_seeds()
     probe_seeds()
     model_seeds()
