@@ -15,9 +15,7 @@ use probewatch::source::probeset::conllu;
 use probewatch::source::probeset::jsonl;
 use probewatch::source::probeset::tokens::{ProbeTokenizer, TokenizeOptions};
 use probewatch::source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
-use probewatch::watch::header::{
-    check_safetensors_from, parse_shard_index, parse_trainer_state,
-};
+use probewatch::watch::header::{check_safetensors_from, parse_shard_index, parse_trainer_state};
 use probewatch::{config, web_config};
 
 /// The fuzz targets (`fuzz/Cargo.toml`).
@@ -46,7 +44,10 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
-        .map(|e| e.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path())
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
         .filter(|p| p.is_file())
         .collect();
     files.sort();

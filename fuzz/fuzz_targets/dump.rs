@@ -27,8 +27,16 @@ fuzz_target!(|data: &[u8]| {
     for task in dump.tasks() {
         assert_eq!(task.labels.len(), task.n);
         assert_eq!(task.split.len(), task.n);
-        assert!(task.labels.iter().all(|&l| (l as usize) < task.label_names.len()));
-        assert!(task.split.iter().all(|&s| (s as usize) < dump.splits().len()));
+        assert!(
+            task.labels
+                .iter()
+                .all(|&l| (l as usize) < task.label_names.len())
+        );
+        assert!(
+            task.split
+                .iter()
+                .all(|&s| (s as usize) < dump.splits().len())
+        );
         assert!(!task.layers.is_empty());
         for &layer in &task.layers {
             match dump.layer(task, layer) {

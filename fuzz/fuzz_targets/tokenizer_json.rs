@@ -31,7 +31,11 @@ fn sets() -> &'static [ProbeSet] {
     static SETS: OnceLock<Vec<ProbeSet>> = OnceLock::new();
     SETS.get_or_init(|| {
         // The third line has an empty word: drop it (the reader refuses it).
-        let jsonl: String = JSONL.lines().filter(|l| !l.contains("\"\"")).map(|l| format!("{l}\n")).collect();
+        let jsonl: String = JSONL
+            .lines()
+            .filter(|l| !l.contains("\"\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let items = write_scratch("tok/items.jsonl", jsonl.as_bytes());
         let dep = write_scratch("tok/dev.conllu", CONLLU.as_bytes());
         let load = |task: &str, path| {
