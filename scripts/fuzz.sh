@@ -15,6 +15,9 @@
 # input is left in fuzz/artifacts/<target>/ and the log in
 # fuzz/artifacts/<target>.log.
 #
+# FUZZ_PROFILE=dev builds without optimisation (`cargo fuzz --dev`): a much
+# cheaper build for short smoke passes, fewer executions per second.
+#
 # Uses the nightly toolchain when rustup has one, else stable with
 # RUSTC_BOOTSTRAP=1 (cargo fuzz needs nightly-only flags). Installs
 # cargo-fuzz from crates.io when it is missing. Builds without a sanitizer
@@ -44,6 +47,12 @@ else
     toolchain="stable with RUSTC_BOOTSTRAP=1 ($(rustc --version))"
 fi
 
+case "${FUZZ_PROFILE:-release}" in
+    release) profile=() ;;
+    dev) profile=(--dev) ;;
+    *) echo "FUZZ_PROFILE must be release or dev" >&2; exit 2 ;;
+esac
+
 if [ $# -eq 0 ]; then
     mapfile -t targets < <("${fuzz[@]}" list)
 else
@@ -53,9 +62,9 @@ fi
 echo "== seeds from the real data"
 python3 scripts/fuzz_seeds.py
 
-echo "== build (${toolchain}, --sanitizer none, release with debug assertions)"
+echo "== build (${toolchain}, --sanitizer none, ${FUZZ_PROFILE:-release} with debug assertions)"
 build_start=$(date +%s)
-"${fuzz[@]}" build --sanitizer none
+"${fuzz[@]}" build --sanitizer none "${profile[@]}"
 echo "build: $(( $(date +%s) - build_start )) s"
 
 failed=()
@@ -68,7 +77,7 @@ for target in "${targets[@]}"; do
     echo "== $target: ${seconds} s"
     start=$(date +%s)
     status=0
-    "${fuzz[@]}" run --sanitizer none "$target" \
+    "${fuzz[@]}" run --sanitizer none "${profile[@]}" "$target" \
         "fuzz/corpus/$target" "fuzz/seeds/$target" "fuzz/regressions/$target" -- \
         -max_total_time="$seconds" -timeout=20 -rss_limit_mb=1024 -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
