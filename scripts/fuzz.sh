@@ -18,8 +18,9 @@
 # FUZZ_PROFILE=dev builds without optimisation (`cargo fuzz --dev`): a much
 # cheaper build for short smoke passes, fewer executions per second.
 #
-# Uses the nightly toolchain when rustup has one, else stable with
-# RUSTC_BOOTSTRAP=1 (cargo fuzz needs nightly-only flags). Installs
+# Uses the nightly toolchain when rustup has one, else (or with
+# FUZZ_TOOLCHAIN=stable) stable with RUSTC_BOOTSTRAP=1 (cargo fuzz passes
+# nightly-only flags). Installs
 # cargo-fuzz from crates.io when it is missing. Builds without a sanitizer
 # (`--sanitizer none`): the library forbids unsafe code except one
 # runtime-dispatched AVX2 call, so AddressSanitizer would find little that
@@ -38,7 +39,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz (crates.io)"
     cargo install cargo-fuzz --locked
 fi
-if rustup run nightly rustc --version >/dev/null 2>&1; then
+if [ "${FUZZ_TOOLCHAIN:-}" != stable ] && rustup run nightly rustc --version >/dev/null 2>&1; then
     fuzz=(cargo +nightly fuzz)
     toolchain="nightly ($(rustup run nightly rustc --version))"
 else
