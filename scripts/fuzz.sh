@@ -60,6 +60,13 @@ else
     targets=("$@")
 fi
 
+# The targets that read files write them here (one folder per process).
+scratch_base=/dev/shm
+[ -d "$scratch_base" ] || scratch_base=${TMPDIR:-/tmp}
+PROBEWATCH_FUZZ_SCRATCH=$(mktemp -d "$scratch_base/probewatch-fuzz.XXXXXX")
+export PROBEWATCH_FUZZ_SCRATCH
+trap 'rm -rf "$PROBEWATCH_FUZZ_SCRATCH"' EXIT
+
 echo "== seeds from the real data"
 python3 scripts/fuzz_seeds.py
 

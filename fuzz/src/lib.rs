@@ -9,11 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// A folder private to this process, created on first use.
+/// A folder private to this process, created on first use, under
+/// `$PROBEWATCH_FUZZ_SCRATCH` (set by `scripts/fuzz.sh`, which removes it
+/// afterwards), else `/dev/shm` or the temporary folder.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() {
+        let base = if let Some(dir) = std::env::var_os("PROBEWATCH_FUZZ_SCRATCH") {
+            PathBuf::from(dir)
+        } else if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
