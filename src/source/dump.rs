@@ -11,6 +11,8 @@
 //! later, one at a time, by [`ActivationDump::layer`], with positioned reads at
 //! the header's offsets, so a multi-gigabyte dump never sits in memory whole;
 //! F16 and BF16 are widened to `f32` and non-finite values are rejected there.
+//! [`ActivationDump::from_bytes`] runs the same checks on a dump held in
+//! memory (the fuzz target `dump` uses it).
 //!
 //! What this module does not do: it does not write dumps, compute anything
 //! about the geometry, decide which layers or tasks to analyse, or interpret
@@ -555,12 +557,41 @@ struct RawTensor {
     data_offsets: (u64, u64),
 }
 
-/// An opened, validated activation dump (DESIGN §3.1). Holds the file open;
-/// layer data is read on demand.
+/// Where a dump's bytes are: an open file (positioned reads) or memory.
+#[derive(Debug)]
+enum Backing {
+    File(File),
+    Memory(Vec<u8>),
+}
+
+impl Backing {
+    /// Fills `buf` with the bytes at `offset`; a read past the end is an
+    /// `UnexpectedEof` error, as for a file.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Backing::File(file) => file.read_exact_at(buf, offset),
+            Backing::Memory(bytes) => {
+                let range = usize::try_from(offset)
+                    .ok()
+                    .and_then(|start| Some(start..start.checked_add(buf.len())?))
+                    .filter(|range| range.end <= bytes.len())
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end")
+                    })?;
+                buf.copy_from_slice(&bytes[range]);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An opened, validated activation dump (DESIGN §3.1). Holds the file open
+/// (or the bytes, from [`ActivationDump::from_bytes`]); layer data is read on
+/// demand.
 #[derive(Debug)]
 pub struct ActivationDump {
     path: PathBuf,
-    file: File,
+    file: Backing,
     file_size: u64,
     tensors: Tensors,
     metadata: BTreeMap<String, String>,
@@ -603,7 +634,26 @@ impl ActivationDump {
                 io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
             ));
         }
-        let file_size = meta.len();
+        Self::validate(path, Backing::File(file), meta.len())
+    }
+
+    /// Validates a dump held in memory, exactly as [`ActivationDump::open`]
+    /// validates a file; `path` only names the dump in errors and supplies
+    /// the step when the metadata has none. Layers are then read from
+    /// `bytes`.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, DumpError> {
+        let size = bytes.len() as u64;
+        Self::validate(path, Backing::Memory(bytes), size)
+    }
+
+    /// The checks of [`ActivationDump::open`] on the dump's bytes, whatever
+    /// holds them.
+    fn validate(path: &Path, file: Backing, file_size: u64) -> Result<Self, DumpError> {
+        let io_err = |action: &str, source: io::Error| DumpError::Io {
+            path: path.to_path_buf(),
+            action: action.to_string(),
+            source,
+        };
         if file_size < 8 {
             return Err(DumpError::TooShort {
                 path: path.to_path_buf(),

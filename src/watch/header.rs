@@ -13,7 +13,10 @@
 //! and does not interpret tensor names: that is the readers' job
 //! (`source::dump`). Failures are plain `String` reasons ("header claims 1234
 //! bytes of data, file has 1000") because the scanner reports them as data
-//! (`ScanItem::Invalid`), not as errors of the scan.
+//! (`ScanItem::Invalid`), not as errors of the scan. The byte-level entry
+//! points ([`check_safetensors_from`], [`parse_trainer_state`],
+//! [`parse_shard_index`]) are public so the fuzz targets drive the very code
+//! the scanner runs.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -34,10 +37,10 @@ const JSON_FILE_LIMIT: u64 = 256 * 1024 * 1024;
 
 /// What the length check learned about a safetensors file that passed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SafetensorsInfo {
+pub struct SafetensorsInfo {
     /// Metadata `step`: `None` when absent, `Some(Err(reason))` when present
     /// but not a non-negative integer.
-    pub(crate) step: Option<Result<u64, String>>,
+    pub step: Option<Result<u64, String>>,
 }
 
 /// Reads the header of the safetensors file `path`, whose size was observed
@@ -49,7 +52,19 @@ pub(crate) fn check_safetensors(path: &Path, size: u64) -> Result<SafetensorsInf
             "file is {size} bytes, too short for the 8-byte header length prefix"
         ));
     }
-    let mut file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    check_safetensors_from(file, size)
+}
+
+/// The length check of [`check_safetensors`] on a reader positioned at the
+/// start of a safetensors file of `size` bytes (the file, or its bytes in
+/// memory). `Err` holds the reason.
+pub fn check_safetensors_from(mut file: impl Read, size: u64) -> Result<SafetensorsInfo, String> {
+    if size < 8 {
+        return Err(format!(
+            "file is {size} bytes, too short for the 8-byte header length prefix"
+        ));
+    }
     let mut prefix = [0u8; 8];
     file.read_exact(&mut prefix)
         .map_err(|e| format!("cannot read the header length prefix: {e}"))?;
@@ -165,8 +180,12 @@ struct TrainerState {
 
 /// `global_step` of a Trainer's `trainer_state.json` of observed size `size`.
 pub(crate) fn trainer_global_step(path: &Path, size: u64) -> Result<u64, String> {
-    let bytes = read_json_file(path, size)?;
-    serde_json::from_slice::<TrainerState>(&bytes)
+    parse_trainer_state(&read_json_file(path, size)?)
+}
+
+/// `global_step` of the text of a `trainer_state.json`.
+pub fn parse_trainer_state(bytes: &[u8]) -> Result<u64, String> {
+    serde_json::from_slice::<TrainerState>(bytes)
         .map(|state| state.global_step)
         .map_err(|e| format!("not a trainer state with an integer global_step: {e}"))
 }
@@ -181,8 +200,13 @@ struct ShardIndex {
 /// model's index of observed size `size`, sorted. A name that is not a plain
 /// file name (a path, `..`, hidden) is an error: shards live beside the index.
 pub(crate) fn index_shards(path: &Path, size: u64) -> Result<Vec<String>, String> {
-    let bytes = read_json_file(path, size)?;
-    let index: ShardIndex = serde_json::from_slice(&bytes)
+    parse_shard_index(&read_json_file(path, size)?)
+}
+
+/// The shard file names of the text of a `model.safetensors.index.json`, as
+/// [`index_shards`] returns them.
+pub fn parse_shard_index(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let index: ShardIndex = serde_json::from_slice(bytes)
         .map_err(|e| format!("not a shard index with a weight_map object: {e}"))?;
     let shards: BTreeSet<String> = index.weight_map.into_values().collect();
     if shards.is_empty() {

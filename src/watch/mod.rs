@@ -44,7 +44,7 @@
 //! or checkpoint's few known files); names that cannot be candidates are never
 //! stat'ed, and headers are re-read only when a file's size or mtime changed.
 
-mod header;
+pub mod header;
 mod hints;
 
 use std::collections::btree_map::Entry;

@@ -287,6 +287,26 @@ pub struct WindowPlan {
     pub owner: Vec<usize>,
 }
 
+/// Runs a call into the `tokenizers` crate, turning its error, or a panic
+/// (it panics on some malformed `tokenizer.json` files, when loading them or
+/// later when encoding: found by the `tokenizer_json` fuzz target), into a
+/// message.
+fn guarded<T>(call: impl FnOnce() -> tokenizers::Result<T>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(format!(
+                "malformed tokenizer.json (the tokenizers crate panicked: {detail})"
+            ))
+        }
+    }
+}
+
 /// Splits a sentence of units (words) of `unit_tokens` tokens each into
 /// windows of at most `budget` tokens that start and end on unit boundaries,
 /// consecutive windows overlapping by about `overlap` tokens, and gives each
@@ -408,11 +428,17 @@ pub struct ProbeTokenizer {
 
 impl ProbeTokenizer {
     /// Loads `tokenizer.json` and switches its padding and truncation off.
+    /// A malformed file is an error, also where the `tokenizers` crate
+    /// panics on it instead of returning one (it does for some malformed
+    /// `decoder` sections: `.expect("Helper")` in its decoders module; found
+    /// by the `tokenizer_json` fuzz target). [`ProbeTokenizer::encode`] turns
+    /// the crate's panics into errors the same way.
     pub fn from_file(path: &Path, options: TokenizeOptions) -> Result<Self, TokenizeError> {
-        let tokenizer = Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
+        let load = |message: String| TokenizeError::Load {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let tokenizer = guarded(|| Tokenizer::from_file(path)).map_err(load)?;
         Self::new(tokenizer, options)
     }
 
@@ -454,18 +480,14 @@ impl ProbeTokenizer {
             line,
             message,
         };
-        let (plain, full) = match input {
-            SentenceInput::Words(words) => (
-                self.tokenizer.encode(&words[..], false),
-                self.tokenizer.encode(&words[..], true),
-            ),
-            SentenceInput::Text(text) => (
-                self.tokenizer.encode(text.as_str(), false),
-                self.tokenizer.encode(text.as_str(), true),
-            ),
+        let encode = |special: bool| {
+            guarded(|| match input {
+                SentenceInput::Words(words) => self.tokenizer.encode(&words[..], special),
+                SentenceInput::Text(text) => self.tokenizer.encode(text.as_str(), special),
+            })
         };
-        let plain = plain.map_err(|e| fail(e.to_string()))?;
-        let full = full.map_err(|e| fail(e.to_string()))?;
+        let plain = encode(false).map_err(fail)?;
+        let full = encode(true).map_err(fail)?;
         let n = plain.len();
         let mask = full.get_special_tokens_mask();
         let prefix = mask.iter().take_while(|&&m| m == 1).count();
