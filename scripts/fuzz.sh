@@ -48,6 +48,13 @@ else
     toolchain="stable with RUSTC_BOOTSTRAP=1 ($(rustc --version))"
 fi
 
+# The fuzz crate's Cargo.lock is committed: refuse to build when it no
+# longer matches the library's dependencies (cargo fuzz would re-lock).
+if ! cargo fetch --locked --manifest-path fuzz/Cargo.toml --target "$(rustc -vV | sed -n "s/^host: //p")" >/dev/null 2>&1; then
+    echo "error: fuzz/Cargo.lock is out of date; run 'cargo update --workspace --manifest-path fuzz/Cargo.toml' and commit it" >&2
+    exit 1
+fi
+
 case "${FUZZ_PROFILE:-release}" in
     release) profile=() ;;
     dev) profile=(--dev) ;;

@@ -435,6 +435,13 @@ fn pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// Smallest bcrypt cost accepted (bcrypt's own minimum).
+const MIN_BCRYPT_COST: u32 = 4;
+
+/// Largest bcrypt cost accepted: htpasswd's maximum (one check takes about
+/// 10 s at 17 on a current CPU; bcrypt itself allows 31).
+const MAX_BCRYPT_COST: u32 = 17;
+
 /// Users and their bcrypt hashes, with a cache of good passwords.
 #[derive(Debug)]
 pub struct BasicAuth {
@@ -465,6 +472,16 @@ impl BasicAuth {
                 )
             })?;
             cost = parts.get_cost();
+            // bcrypt allows up to 31, which takes days per check: the
+            // daemon's start and every login would hang. htpasswd -B
+            // makes 4 to 17.
+            if !(MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&cost) {
+                return Err(format!(
+                    "basic_auth_users.{user}: bcrypt cost {cost} is outside \
+                     {MIN_BCRYPT_COST}..={MAX_BCRYPT_COST} (htpasswd's range; each step doubles \
+                     the time of every password check); make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
+                ));
+            }
         }
         let dummy = bcrypt::hash("probewatch-no-such-user", cost)
             .map_err(|e| format!("basic_auth_users: cannot make a comparison hash: {e}"))?;
@@ -642,6 +659,15 @@ mod tests {
         assert!(e.contains("HTTP/1.1 only"), "{e}");
         let e = err("basic_auth_users: [a, b]\n", d);
         assert!(e.contains("web.yml"), "{e}");
+        // A well-formed hash of cost 31 (days per check) is refused.
+        let e = err(
+            "basic_auth_users:\n  alice: $2y$31$abcdefghijklmnopqrstuuJ7sT8QqX1OKwHTcT7c3gqfgXkVWZK8u\n",
+            d,
+        );
+        assert!(
+            e.contains("basic_auth_users.alice: bcrypt cost 31 is outside 4..=17"),
+            "{e}"
+        );
     }
 
     #[test]
