@@ -10,7 +10,12 @@
 //! the previous analysis ([`crate::analysis::analyse_dump_with`]). Every
 //! outcome, success or failure, is written to the store in one transaction
 //! before metrics change; at start the latest stored values are published
-//! again and stored checkpoints are never analysed twice.
+//! again and stored checkpoints are never analysed twice. A checkpoint over
+//! a `[limits]` cap fails with kind `limit` before any layer is read.
+//!
+//! [`run_with_reload`] also re-reads the configuration on request (SIGHUP in
+//! `main.rs`): all or nothing, it starts, stops or restarts run loops; a
+//! file that does not load changes nothing.
 //!
 //! This module owns no format, SQL, metric name or geometry: it calls
 //! [`crate::watch`], [`crate::source`], [`crate::analysis`], [`crate::store`]
