@@ -56,7 +56,7 @@ pub(crate) fn check_safetensors(path: &Path, size: u64) -> Result<SafetensorsInf
     check_safetensors_from(file, size)
 }
 
-/// The length check of [`check_safetensors`] on a reader positioned at the
+/// The length check of `check_safetensors` on a reader positioned at the
 /// start of a safetensors file of `size` bytes (the file, or its bytes in
 /// memory). `Err` holds the reason.
 pub fn check_safetensors_from(mut file: impl Read, size: u64) -> Result<SafetensorsInfo, String> {
@@ -204,7 +204,7 @@ pub(crate) fn index_shards(path: &Path, size: u64) -> Result<Vec<String>, String
 }
 
 /// The shard file names of the text of a `model.safetensors.index.json`, as
-/// [`index_shards`] returns them.
+/// `index_shards` returns them.
 pub fn parse_shard_index(bytes: &[u8]) -> Result<Vec<String>, String> {
     let index: ShardIndex = serde_json::from_slice(bytes)
         .map_err(|e| format!("not a shard index with a weight_map object: {e}"))?;

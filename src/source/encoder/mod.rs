@@ -21,7 +21,7 @@
 //! threads.
 //!
 //! Weights are read with plain file reads, not memory-mapped (the crate
-//! denies unsafe code), and widened once to `f32` (see [`weights`]).
+//! denies unsafe code), and widened once to `f32` (see the `weights` module).
 //!
 //! What this module deliberately does not do: tokenize (it takes ids),
 //! pad or batch several sequences into one forward (no attention mask is
