@@ -17,60 +17,11 @@ use serde_json::Value;
 #[path = "common/daemon.rs"]
 mod harness;
 use harness::{
-    Daemon, DumpSpec, Event, Scrape, exe, run_table, synthetic_dump, write_config, write_renamed,
+    Daemon, DumpSpec, Event, Scrape, exe, folder, is, probe_json, run_table, small_dump,
+    synthetic_dump, tempdir, write_config, write_renamed,
 };
 
 const DEBUG: [(&str, &str); 1] = [("RUST_LOG", "probewatch=debug")];
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("a temporary directory")
-}
-
-/// `dir/name`, created.
-fn folder(dir: &Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::create_dir_all(&p).expect("creating a run folder");
-    p
-}
-
-/// `probewatch probe FILE --json`, parsed.
-fn probe_json(file: &Path) -> Value {
-    let out = Command::new(exe())
-        .args(["probe", file.to_str().expect("UTF-8 path"), "--json"])
-        .output()
-        .expect("running probewatch probe");
-    assert!(
-        out.status.success(),
-        "probe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("probe --json prints JSON")
-}
-
-/// A small, fast dump: 300 points, 16 dimensions, 5 separable labels, 3
-/// layers, task `small`; moved a little per step.
-fn small_dump(step: u64) -> DumpSpec {
-    use probewatch::synth::{Rng, Variant, generate};
-    let base = generate(240, 60, 16, 5, Variant::Separable, 7);
-    let layers = (0..3)
-        .map(|l| {
-            let mut rng = Rng::new(step * 10 + l + 1);
-            base.data
-                .iter()
-                .map(|&x| (f64::from(x) * (1.0 + 0.5 * l as f64) + 0.1 * rng.normal()) as f32)
-                .collect()
-        })
-        .collect();
-    DumpSpec {
-        layers,
-        dim: 16,
-        labels: base.labels.iter().map(|&l| i64::from(l)).collect(),
-        split: base.split,
-        label_names: ["A", "B", "C", "D", "E"].map(String::from).to_vec(),
-        task: "small".to_owned(),
-        step,
-    }
-}
 
 /// The bigger dump whose analysis takes a few seconds (2,000 points × 32
 /// dimensions, 6 labels in confusable pairs, 2 layers).
@@ -100,12 +51,6 @@ fn append(path: &Path, bytes: &[u8]) {
         .open(path)
         .expect("reopening");
     f.write_all(bytes).expect("writing the rest");
-}
-
-/// Matches the log event `msg` about the file `path`.
-fn is(msg: &'static str, path: &Path) -> impl Fn(&Event) -> bool {
-    let path = path.display().to_string();
-    move |e| e.message == msg && e.field("path") == path
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {

@@ -30,45 +30,12 @@ use serde_json::Value;
 #[path = "common/daemon.rs"]
 #[allow(dead_code)] // not every helper is used here
 mod harness;
-use harness::{Daemon, DumpSpec, Event, run_table, synthetic_dump, write_config, write_renamed};
+use harness::{
+    Daemon, Event, folder, is, probe_json, run_table, small_dump, synthetic_dump, tempdir,
+    write_config, write_renamed,
+};
 
 const DEBUG: [(&str, &str); 1] = [("RUST_LOG", "probewatch=debug")];
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("a temporary directory")
-}
-
-/// `dir/name`, created.
-fn folder(dir: &Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::create_dir_all(&p).expect("creating a run folder");
-    p
-}
-
-/// A small, fast dump: 300 points, 16 dimensions, 5 separable labels, 3
-/// layers, task `small`; moved a little per step.
-fn small_dump(step: u64) -> DumpSpec {
-    use probewatch::synth::{Rng, Variant, generate};
-    let base = generate(240, 60, 16, 5, Variant::Separable, 7);
-    let layers = (0..3)
-        .map(|l| {
-            let mut rng = Rng::new(step * 10 + l + 1);
-            base.data
-                .iter()
-                .map(|&x| (f64::from(x) * (1.0 + 0.5 * l as f64) + 0.1 * rng.normal()) as f32)
-                .collect()
-        })
-        .collect();
-    DumpSpec {
-        layers,
-        dim: 16,
-        labels: base.labels.iter().map(|&l| i64::from(l)).collect(),
-        split: base.split,
-        label_names: ["A", "B", "C", "D", "E"].map(String::from).to_vec(),
-        task: "small".to_owned(),
-        step,
-    }
-}
 
 /// `ckpt-<step>.safetensors` of `small_dump(step)`, renamed into `run`.
 fn write_small(run: &Path, step: u64) -> PathBuf {
@@ -139,12 +106,6 @@ fn assert_analysed_once(events: &[Event], paths: &[PathBuf]) {
             p.display()
         );
     }
-}
-
-/// Matches the log event `msg` about `path`.
-fn is(msg: &'static str, path: &Path) -> impl Fn(&Event) -> bool {
-    let path = path.display().to_string();
-    move |e| e.message == msg && e.field("path") == path
 }
 
 /// SIGTERM, then a clean exit.
@@ -377,19 +338,14 @@ fn run_folder_disappears_and_comes_back() {
     assert_stored_once(&db, "gone", &paths, 3);
 }
 
-/// 3. A checkpoint the daemon may not read (mode 000, the daemon running as
-///    an unprivileged user): counted as `io` and logged once with the file,
-///    the others analysed; once the mode is fixed, the next scan picks it
-///    up and it is analysed in its place, as a user who ran `chmod` expects.
-#[test]
-fn permission_denied_on_a_checkpoint() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempdir();
+/// The user the permission tests run the daemon as: as root, permission
+/// bits deny nothing, so nobody (uid and gid 65534), made owner of `dir`;
+/// else the current user (`None`).
+fn unprivileged(dir: &Path) -> Option<(u32, u32)> {
     let root = is_root();
-    // As root, permission bits deny nothing: run the daemon as nobody.
     let user = root.then_some((65534, 65534));
     if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the test folder");
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown the test folder");
     }
     eprintln!(
         "permission denied: daemon runs as {}",
@@ -399,6 +355,30 @@ fn permission_denied_on_a_checkpoint() {
             "the current user"
         }
     );
+    user
+}
+
+/// `probewatch watch --config CFG` as `user` (see [`unprivileged`]), serving.
+fn watch_as(cfg: &Path, user: Option<(u32, u32)>) -> Daemon {
+    let c = cfg.to_str().expect("UTF-8 path");
+    let mut d = Daemon::spawn_as(
+        &["watch", "--config", c, "--log-format", "json"],
+        &DEBUG,
+        user,
+    );
+    d.wait_serving();
+    d
+}
+
+/// 3. A checkpoint the daemon may not read (mode 000, the daemon running as
+///    an unprivileged user): counted as `io` and logged once with the file,
+///    the others analysed; once the mode is fixed, the next scan picks it
+///    up and it is analysed in its place, as a user who ran `chmod` expects.
+#[test]
+fn permission_denied_on_a_checkpoint() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let user = unprivileged(dir.path());
     let run = folder(dir.path(), "run");
     let cfg = write_config(dir.path(), &run_table("perm", &run, ""));
     let db = dir.path().join("store.sqlite");
@@ -409,13 +389,7 @@ fn permission_denied_on_a_checkpoint() {
         .collect();
     let denied = &paths[1];
     std::fs::set_permissions(denied, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
-    let c = cfg.to_str().expect("UTF-8 path");
-    let mut d = Daemon::spawn_as(
-        &["watch", "--config", c, "--log-format", "json"],
-        &DEBUG,
-        user,
-    );
-    d.wait_serving();
+    let d = watch_as(&cfg, user);
     let (_, e) = d.wait_event(
         0,
         "the unreadable checkpoint",
@@ -467,11 +441,7 @@ fn permission_denied_on_a_checkpoint() {
 fn permission_denied_on_a_trainer_checkpoint() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempdir();
-    let root = is_root();
-    let user = root.then_some((65534, 65534));
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the test folder");
-    }
+    let user = unprivileged(dir.path());
     let run = folder(dir.path(), "run");
     std::fs::write(
         dir.path().join("probe.jsonl"),
@@ -487,13 +457,7 @@ fn permission_denied_on_a_trainer_checkpoint() {
     std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
     std::fs::write(ckpt.join("trainer_state.json"), "{\"global_step\": 10}")
         .expect("trainer state");
-    let c = cfg.to_str().expect("UTF-8 path");
-    let mut d = Daemon::spawn_as(
-        &["watch", "--config", c, "--log-format", "json"],
-        &DEBUG,
-        user,
-    );
-    d.wait_serving();
+    let d = watch_as(&cfg, user);
     let (_, e) = d.wait_event(
         0,
         "the unreadable checkpoint",
@@ -539,20 +503,6 @@ fn slow_dump(step: u64, seed: u64) -> Vec<u8> {
     let mut spec = synthetic_dump(1500, 32, 6, 2, seed);
     spec.step = step;
     spec.bytes()
-}
-
-/// `probewatch probe FILE --json`, parsed.
-fn probe_json(file: &Path) -> Value {
-    let out = Command::new(harness::exe())
-        .args(["probe", file.to_str().expect("UTF-8 path"), "--json"])
-        .output()
-        .expect("running probewatch probe");
-    assert!(
-        out.status.success(),
-        "probe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("probe --json prints JSON")
 }
 
 /// The stored row of `path` belongs to the file as it is now: same size and

@@ -570,3 +570,60 @@ pub fn synthetic_dump(n: usize, dim: usize, k: usize, layers: usize, step: u64) 
         step,
     }
 }
+
+/// A temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// `dir/name`, created.
+pub fn folder(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p).expect("creating a run folder");
+    p
+}
+
+/// `probewatch probe FILE --json`, parsed.
+pub fn probe_json(file: &Path) -> Value {
+    let out = Command::new(exe())
+        .args(["probe", file.to_str().expect("UTF-8 path"), "--json"])
+        .output()
+        .expect("running probewatch probe");
+    assert!(
+        out.status.success(),
+        "probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("probe --json prints JSON")
+}
+
+/// A small, fast dump: 300 points, 16 dimensions, 5 separable labels, 3
+/// layers, task `small`; moved a little per step.
+pub fn small_dump(step: u64) -> DumpSpec {
+    use probewatch::synth::{Rng, Variant, generate};
+    let base = generate(240, 60, 16, 5, Variant::Separable, 7);
+    let layers = (0..3)
+        .map(|l| {
+            let mut rng = Rng::new(step * 10 + l + 1);
+            base.data
+                .iter()
+                .map(|&x| (f64::from(x) * (1.0 + 0.5 * l as f64) + 0.1 * rng.normal()) as f32)
+                .collect()
+        })
+        .collect();
+    DumpSpec {
+        layers,
+        dim: 16,
+        labels: base.labels.iter().map(|&l| i64::from(l)).collect(),
+        split: base.split,
+        label_names: ["A", "B", "C", "D", "E"].map(String::from).to_vec(),
+        task: "small".to_owned(),
+        step,
+    }
+}
+
+/// Matches the log event `msg` about the file `path`.
+pub fn is(msg: &'static str, path: &Path) -> impl Fn(&Event) -> bool {
+    let path = path.display().to_string();
+    move |e| e.message == msg && e.field("path") == path
+}
