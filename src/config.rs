@@ -90,6 +90,45 @@ pub struct Limits {
     pub max_request_bytes: usize,
 }
 
+/// A cap a task goes beyond ([`Limits::exceeded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exceeded {
+    /// `items`, `labels` or `layers`.
+    pub what: &'static str,
+    /// The `[limits]` key: `max_items_per_task`, `max_labels`, `max_layers`.
+    pub key: &'static str,
+    /// The task's count.
+    pub value: usize,
+    /// The cap.
+    pub limit: usize,
+}
+
+impl Limits {
+    /// The first per-task cap that a task of `items` items, `labels`
+    /// labels and (when known) `layers` layers goes beyond; `None` when it
+    /// fits.
+    pub fn exceeded(&self, items: usize, labels: usize, layers: Option<usize>) -> Option<Exceeded> {
+        let checks = [
+            (
+                "items",
+                "max_items_per_task",
+                Some(items),
+                self.max_items_per_task,
+            ),
+            ("labels", "max_labels", Some(labels), self.max_labels),
+            ("layers", "max_layers", layers, self.max_layers),
+        ];
+        checks.into_iter().find_map(|(what, key, value, limit)| {
+            value.filter(|&v| v > limit).map(|value| Exceeded {
+                what,
+                key,
+                value,
+                limit,
+            })
+        })
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

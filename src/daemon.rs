@@ -76,7 +76,7 @@ pub enum DaemonError {
     /// A probe set of an `hf-checkpoints` run is beyond a `[limits]` cap.
     #[error(
         "run '{run}': task '{task}': the probe set has {value} {what}, more than \
-         limits.max_{what_key} = {limit}"
+         limits.{key} = {limit}"
     )]
     ProbeSetLimit {
         /// The run.
@@ -85,8 +85,8 @@ pub enum DaemonError {
         task: String,
         /// `items` or `labels`.
         what: &'static str,
-        /// The key's tail: `items_per_task` or `labels`.
-        what_key: &'static str,
+        /// The `[limits]` key.
+        key: &'static str,
         /// The probe set's count.
         value: usize,
         /// The cap.
@@ -206,28 +206,17 @@ pub fn check_probe_set_limits(
     set: &ProbeSet,
     limits: &Limits,
 ) -> Result<(), DaemonError> {
-    let checks = [
-        (
-            "items",
-            "items_per_task",
-            set.items.len(),
-            limits.max_items_per_task,
-        ),
-        ("labels", "labels", set.label_names.len(), limits.max_labels),
-    ];
-    for (what, what_key, value, limit) in checks {
-        if value > limit {
-            return Err(DaemonError::ProbeSetLimit {
-                run: cfg.name.clone(),
-                task: set.task.name.clone(),
-                what,
-                what_key,
-                value,
-                limit,
-            });
-        }
+    match limits.exceeded(set.items.len(), set.label_names.len(), None) {
+        None => Ok(()),
+        Some(e) => Err(DaemonError::ProbeSetLimit {
+            run: cfg.name.clone(),
+            task: set.task.name.clone(),
+            what: e.what,
+            key: e.key,
+            value: e.value,
+            limit: e.limit,
+        }),
     }
-    Ok(())
 }
 
 /// The failure of an encoder error: unreadable files are `io`, broken or
@@ -750,34 +739,21 @@ fn check_source_limits(
     info: &crate::source::dump::TaskInfo,
     limits: &Limits,
 ) -> Result<(), Failure> {
-    let checks = [
-        (
-            "items",
-            "max_items_per_task",
-            info.n,
-            limits.max_items_per_task,
-        ),
-        (
-            "labels",
-            "max_labels",
-            info.label_names.len(),
-            limits.max_labels,
-        ),
-        ("layers", "max_layers", info.layers.len(), limits.max_layers),
-    ];
-    for (what, key, value, limit) in checks {
-        if value > limit {
-            return Err(Failure {
-                kind: "limit",
-                message: format!(
-                    "{}: task '{}' has {value} {what}, more than limits.{key} = {limit}",
-                    path.display(),
-                    info.name
-                ),
-            });
-        }
+    match limits.exceeded(info.n, info.label_names.len(), Some(info.layers.len())) {
+        None => Ok(()),
+        Some(e) => Err(Failure {
+            kind: "limit",
+            message: format!(
+                "{}: task '{}' has {} {}, more than limits.{} = {}",
+                path.display(),
+                info.name,
+                e.value,
+                e.what,
+                e.key,
+                e.limit
+            ),
+        }),
     }
-    Ok(())
 }
 
 /// Failure kind of a store write that did not happen (disk full, ...): the
