@@ -451,6 +451,17 @@ fn trainer_checkpoints_are_encoded_and_analysed() {
     );
 }
 
+/// Runs `probewatch watch --config CFG`, which must fail at start; its
+/// stderr.
+fn refused(cfg: &Path) -> String {
+    let out = Command::new(exe())
+        .args(["watch", "--config", cfg.to_str().expect("UTF-8")])
+        .output()
+        .expect("watch");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_missing_probe_set_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -458,12 +469,7 @@ fn a_missing_probe_set_is_refused_at_start() {
     std::fs::create_dir(&run).expect("run folder");
     let extra = "layout = \"hf-checkpoints\"\n[[run.probe]]\ntask = \"upos\"\nfiles = [\"nowhere.conllu\"]\n";
     let cfg = write_config(dir.path(), &run_table("hf", &run, extra));
-    let out = Command::new(exe())
-        .args(["watch", "--config", cfg.to_str().expect("UTF-8")])
-        .output()
-        .expect("watch");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(&cfg);
     assert!(
         err.contains("probewatch.toml:13:")
             && err.contains("nowhere.conllu")
@@ -479,12 +485,7 @@ fn a_missing_probe_set_is_refused_at_start() {
     let extra =
         "layout = \"hf-checkpoints\"\n[[run.probe]]\ntask = \"labels\"\nfiles = [\"bad.jsonl\"]\n";
     let cfg = write_config(dir.path(), &run_table("hf", &run, extra));
-    let out = Command::new(exe())
-        .args(["watch", "--config", cfg.to_str().expect("UTF-8")])
-        .output()
-        .expect("watch");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(&cfg);
     assert!(err.contains("bad.jsonl:2"), "{err}");
     // A probe set over `[limits]`: three items where two are allowed.
     std::fs::write(
@@ -502,12 +503,7 @@ fn a_missing_probe_set_is_refused_at_start() {
             run_table("hf", &run, extra)
         ),
     );
-    let out = Command::new(exe())
-        .args(["watch", "--config", cfg.to_str().expect("UTF-8")])
-        .output()
-        .expect("watch");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(&cfg);
     assert!(
         err.contains("run 'hf': task 'labels': the probe set has 3 items, more than limits.max_items_per_task = 2"),
         "{err}"
