@@ -22,7 +22,9 @@ use serde::Serialize;
 
 use crate::geometry::classifier::{self, ClassifierError, ClassifierParams};
 use crate::geometry::measures::{
-    LayerInput, LayerReport, MeasureParams, Partition, TRAIN, measure_layer_with,
+    Interrupted, KeepGoing, LayerInput, LayerReport, MeasureParams, Partition, TRAIN, layer_gram,
+    measure_clusters, measure_core, measure_layer_with, measure_test_clusters, measure_test_hulls,
+    reusable,
 };
 use crate::geometry::memory::LayerMemory;
 use crate::source::dump::{ActivationDump, DumpError};
@@ -44,6 +46,65 @@ pub struct AnalysisOptions {
     pub classifier: Option<ClassifierParams>,
     /// The memorisation setting: fit on `subtrain` carved out of `train`.
     pub subsplits: Option<SubSplits>,
+    /// Only the core stage ([`measure_core`]): the fit split's label-hull
+    /// distances, centroids, scale; no test split, no clustering, no
+    /// classifier.
+    pub core_only: bool,
+}
+
+/// The stages of one checkpoint's analysis, in the order they run: the
+/// cheap exact `core` first, then the late ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// [`measure_core`]: the fit split's label-hull distances and their
+    /// minima, centroids, scale.
+    Core,
+    /// [`measure_test_hulls`]: the test split's label-hull distances and the
+    /// train/test similarity of label-hull distances.
+    TestHulls,
+    /// [`measure_clusters`]: DirectProbe on the fit split, cluster and label
+    /// distances, nearest-cluster accuracy.
+    Clusters,
+    /// [`measure_test_clusters`]: DirectProbe on the test split, the
+    /// train/test similarity of label distances.
+    TestClusters,
+    /// The MLP classifier probe ([`classifier::probe`]).
+    Classifier,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Core,
+        Stage::TestHulls,
+        Stage::Clusters,
+        Stage::TestClusters,
+        Stage::Classifier,
+    ];
+    /// The late stages, in order.
+    pub const LATE: [Stage; 4] = [
+        Stage::TestHulls,
+        Stage::Clusters,
+        Stage::TestClusters,
+        Stage::Classifier,
+    ];
+
+    /// The name used in logs, metrics and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Core => "core",
+            Stage::TestHulls => "test_hulls",
+            Stage::Clusters => "clusters",
+            Stage::TestClusters => "test_clusters",
+            Stage::Classifier => "classifier",
+        }
+    }
+
+    /// The stage named `s`.
+    pub fn parse(s: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|x| x.as_str() == s)
+    }
 }
 
 /// Name of the memorisation setting's fit split.
@@ -281,6 +342,16 @@ pub fn analyse_with(
                 split_names: splits,
                 fit_split,
             };
+            if opts.core_only {
+                let (mut r, mem) = measure_core(input, &params, memory.get(&l));
+                r.layer = l;
+                r.seconds = t.elapsed().as_secs_f64();
+                if !opts.keep_centroids {
+                    r.centroids.clear();
+                }
+                on_layer_done(l);
+                return Ok((r, mem));
+            }
             let (mut r, mut mem) = measure_layer_with(input, &params, memory.get(&l), partition);
             // A layer whose report was re-used (unchanged input) keeps its
             // classifier result too.
@@ -335,4 +406,212 @@ pub fn analyse_with(
         },
         next,
     ))
+}
+
+/// The layers [`analyse_with`] analyses for `opts` (sorted, checked).
+fn chosen_layers(
+    source: &dyn Activations,
+    opts: &AnalysisOptions,
+) -> Result<Vec<usize>, AnalysisError> {
+    let task = source.info();
+    match &opts.layers {
+        None => Ok(task.layers.clone()),
+        Some(ls) => {
+            for &l in ls {
+                if !task.layers.contains(&l) {
+                    return Err(AnalysisError::NoSuchLayer {
+                        path: source.origin().to_path_buf(),
+                        task: task.name.clone(),
+                        layer: l,
+                        available: task.layers.clone(),
+                    });
+                }
+            }
+            let mut ls = ls.clone();
+            ls.sort_unstable();
+            ls.dedup();
+            Ok(ls)
+        }
+    }
+}
+
+/// What one late stage did to one layer.
+#[derive(Clone, Debug)]
+pub enum LayerStage {
+    /// The stage ran (or its result was re-used for an unchanged input):
+    /// the layer's report with the stage's fields filled in.
+    Done(Box<LayerReport>),
+    /// The stage was stopped by `keep_going` before it finished this layer.
+    Interrupted,
+    /// The stage does not apply (no test split, train/test similarity or
+    /// the classifier off, or its prerequisite stage is missing).
+    NotApplicable,
+}
+
+/// One late stage over the layers of one task's checkpoint: `reports` are
+/// that checkpoint's layer reports so far (the core stage's, or with earlier
+/// late stages filled in), by layer; each layer present in `reports` gets
+/// the stage, warm-started from `memory` (the previous late analysis of the
+/// run's task) and adding to `next` (this checkpoint's late memory, carried
+/// from stage to stage). Layers run in parallel; `keep_going` is asked
+/// between solves, and a layer it stops is [`LayerStage::Interrupted`]
+/// (its memory is not kept). Deterministic like [`analyse_with`].
+#[allow(clippy::too_many_arguments)] // the source, options, stage, reports, memories in and out, the brake, progress
+pub fn analyse_stage(
+    source: &dyn Activations,
+    opts: &AnalysisOptions,
+    stage: Stage,
+    reports: &BTreeMap<usize, LayerReport>,
+    memory: &TaskMemory,
+    next: &mut TaskMemory,
+    partition: Partition,
+    keep_going: KeepGoing<'_>,
+    on_layer_done: &(dyn Fn(usize, &LayerStage) + Sync),
+) -> Result<BTreeMap<usize, LayerStage>, AnalysisError> {
+    let params = opts.measure.check()?;
+    let classifier_params = opts.classifier.clone().map(|c| c.check()).transpose()?;
+    let task = source.info();
+    let (split, split_names, fit_split) = fit_splits(source, opts.subsplits.as_ref())?;
+    let splits = &split_names[..];
+    let layers: Vec<usize> = chosen_layers(source, opts)?
+        .into_iter()
+        .filter(|l| reports.contains_key(l))
+        .collect();
+    let mut carried: Vec<(usize, LayerMemory)> = layers
+        .iter()
+        .map(|&l| (l, next.remove(&l).unwrap_or_default()))
+        .collect();
+    let results: Vec<Result<(usize, LayerStage, LayerMemory), AnalysisError>> = carried
+        .par_iter_mut()
+        .map(|(l, mem)| {
+            let l = *l;
+            let t = Instant::now();
+            let mut mem = std::mem::take(mem);
+            let owned_data = source.layer(l)?;
+            let data: &[f32] = &owned_data;
+            let input = LayerInput {
+                data,
+                dim: task.dim,
+                labels: &task.labels,
+                n_labels: task.label_names.len(),
+                split: &split,
+                split_names: splits,
+                fit_split,
+            };
+            let mut r = reports[&l].clone();
+            let previous = memory.get(&l);
+            let outcome = match stage {
+                Stage::Core => LayerStage::NotApplicable,
+                Stage::TestHulls => {
+                    let test = splits.iter().position(|s| s == "test");
+                    let has_test =
+                        test.is_some_and(|t| splits[t] != fit_split && split.contains(&(t as u8)));
+                    if !params.train_test_similarity || !has_test {
+                        LayerStage::NotApplicable
+                    } else {
+                        match measure_test_hulls(
+                            input, &params, previous, &mut r, &mut mem, keep_going,
+                        ) {
+                            Ok(()) => LayerStage::Done(Box::new(r)),
+                            Err(Interrupted) => LayerStage::Interrupted,
+                        }
+                    }
+                }
+                Stage::Clusters => {
+                    if let Some(kept) = reusable(&input, &params, previous, partition) {
+                        // An unchanged layer: the previous late report, with
+                        // this checkpoint's own core fields.
+                        let mut again = kept.clone();
+                        again.layer = l;
+                        again.label_names = r.label_names.clone();
+                        let mut m = previous.cloned().unwrap_or_default();
+                        m.reused = true;
+                        mem = m;
+                        LayerStage::Done(Box::new(again))
+                    } else {
+                        let gram = layer_gram(&input, &params);
+                        match measure_clusters(
+                            input,
+                            &params,
+                            gram.as_ref(),
+                            previous,
+                            partition,
+                            &mut r,
+                            &mut mem,
+                            keep_going,
+                        ) {
+                            Ok(()) => LayerStage::Done(Box::new(r)),
+                            Err(Interrupted) => LayerStage::Interrupted,
+                        }
+                    }
+                }
+                Stage::TestClusters => {
+                    let test = splits.iter().position(|s| s == "test");
+                    let has_test = test.is_some_and(|t| split.contains(&(t as u8)));
+                    if !params.train_test_similarity || !r.clustered || !has_test {
+                        LayerStage::NotApplicable
+                    } else if mem.reused && r.test_clusters.is_some() {
+                        LayerStage::Done(Box::new(r))
+                    } else {
+                        let gram = layer_gram(&input, &params);
+                        match measure_test_clusters(
+                            input,
+                            &params,
+                            gram.as_ref(),
+                            previous,
+                            partition,
+                            &mut r,
+                            &mut mem,
+                            keep_going,
+                        ) {
+                            Ok(()) => LayerStage::Done(Box::new(r)),
+                            Err(Interrupted) => LayerStage::Interrupted,
+                        }
+                    }
+                }
+                Stage::Classifier => match &classifier_params {
+                    None => LayerStage::NotApplicable,
+                    Some(_) if mem.reused && r.classifier_accuracy.is_some() => {
+                        LayerStage::Done(Box::new(r))
+                    }
+                    Some(cp) => {
+                        if !keep_going() {
+                            LayerStage::Interrupted
+                        } else {
+                            if let Some(mut c) = classifier::probe(input, cp) {
+                                r.classifier_accuracy = Some(std::mem::take(&mut c.accuracy));
+                                r.classifier = Some(c);
+                            }
+                            LayerStage::Done(Box::new(r))
+                        }
+                    }
+                },
+            };
+            if let LayerStage::Done(rep) = &outcome {
+                // The memory's report is the newest full one: the next
+                // checkpoint re-uses it when its input is unchanged.
+                if !mem.reused {
+                    mem.input_key = crate::geometry::measures::fingerprint(
+                        &input, &params, partition, previous,
+                    );
+                }
+                let mut kept = rep.clone();
+                kept.seconds = 0.0;
+                mem.report = Some(kept);
+                mem.rows = task.labels.len();
+            }
+            let _ = t;
+            on_layer_done(l, &outcome);
+            Ok((l, outcome, mem))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for res in results {
+        let (l, outcome, mem) = res?;
+        if !matches!(outcome, LayerStage::Interrupted) {
+            next.insert(l, mem);
+        }
+        out.insert(l, outcome);
+    }
+    Ok(out)
 }

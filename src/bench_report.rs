@@ -64,6 +64,15 @@ fn layer_record(
     }
     let scale = 10.0 + depth;
     let report = LayerReport {
+        clustered: true,
+        label_counts: vec![10; k],
+        label_hull_distance: label_distance.clone(),
+        label_hull_distance_normalized: label_distance
+            .iter()
+            .map(|&(a, b, d)| (a, b, d / scale))
+            .collect(),
+        min_label_hull_distance: min.iter().map(|&m| Some(m)).collect(),
+        min_label_hull_distance_normalized: min.iter().map(|&m| Some(m / scale)).collect(),
         classifier_accuracy: None,
         classifier: None,
         layer,

@@ -45,6 +45,9 @@ pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 /// Default `stable_scans`.
 pub const DEFAULT_STABLE_SCANS: u32 = 2;
 
+/// Default `late_stage_budget_seconds`: 10 minutes per checkpoint.
+pub const DEFAULT_LATE_STAGE_BUDGET: Duration = Duration::from_secs(600);
+
 /// Default `queue_capacity`.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
 
@@ -203,6 +206,12 @@ pub struct RunConfig {
     pub queue: QueuePolicy,
     /// Checkpoints that may wait for analysis (>= 1).
     pub queue_capacity: usize,
+    /// Working time the late stages (test-split hulls, clusters, test
+    /// clusters, classifier) may spend on one checkpoint
+    /// (`late_stage_budget_seconds`; pauses for newer checkpoints' core
+    /// stage excluded); what is left when it runs out is abandoned. Zero
+    /// turns the late stages off.
+    pub late_stage_budget: Duration,
     /// Export one series per label pair (opt-in: K(K−1)/2 per layer).
     pub export_label_pairs: bool,
     /// Follow symbolic links inside the run folder.
@@ -272,6 +281,7 @@ impl RunConfig {
             train_test_similarity: true,
             queue: QueuePolicy::All,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            late_stage_budget: DEFAULT_LATE_STAGE_BUDGET,
             export_label_pairs: false,
             follow_symlinks: false,
             probes: Vec::new(),
@@ -689,6 +699,7 @@ struct RawRun {
     train_test_similarity: Option<bool>,
     queue: Option<QueuePolicy>,
     queue_capacity: Option<Spanned<usize>>,
+    late_stage_budget_seconds: Option<Spanned<f64>>,
     export_label_pairs: Option<bool>,
     follow_symlinks: Option<bool>,
     classifier: Option<Classifier>,
@@ -841,6 +852,19 @@ impl RawRun {
                 return Err(ctx.invalid(span, Problem::NotPositive { key, value }));
             }
             run.scan_interval = Duration::try_from_secs_f64(value).map_err(|_| {
+                let value = value.to_string();
+                ctx.invalid(span, Problem::OutOfRange { key, value })
+            })?;
+        }
+        if let Some(seconds) = self.late_stage_budget_seconds {
+            let span = seconds.span();
+            let value = *seconds.get_ref();
+            let key = "late_stage_budget_seconds";
+            if !(value >= 0.0) {
+                let value = value.to_string();
+                return Err(ctx.invalid(span, Problem::OutOfRange { key, value }));
+            }
+            run.late_stage_budget = Duration::try_from_secs_f64(value).map_err(|_| {
                 let value = value.to_string();
                 ctx.invalid(span, Problem::OutOfRange { key, value })
             })?;
@@ -1288,6 +1312,15 @@ impl RunConfig {
             "  queue: {queue}, up to {} waiting",
             self.queue_capacity
         )?;
+        if self.late_stage_budget.is_zero() {
+            writeln!(out, "  late stages: off (core stage only)")?;
+        } else {
+            writeln!(
+                out,
+                "  late stages: up to {} s of work per checkpoint",
+                self.late_stage_budget.as_secs_f64()
+            )?;
+        }
         writeln!(
             out,
             "  per-label-pair series: {}",
@@ -1427,6 +1460,7 @@ mod tests {
             "train_test_similarity",
             "queue",
             "queue_capacity",
+            "late_stage_budget_seconds",
             "export_label_pairs",
             "follow_symlinks",
             "tokenizer",
@@ -1608,6 +1642,7 @@ baseline = { path = "checkpoint-0.safetensors" }
             train_test_similarity: false,
             queue: QueuePolicy::Newest,
             queue_capacity: 1,
+            late_stage_budget: Duration::from_secs(600),
             export_label_pairs: true,
             follow_symlinks: true,
             probes: Vec::new(),

@@ -23,17 +23,22 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::analysis::{AnalysisOptions, Report, SubSplits, TaskMemory, analyse_with};
+use crate::analysis::{LayerStage, Stage, analyse_stage};
 use crate::config::{Baseline, Classifier, Config, Layout, Limits, Mode, QueuePolicy, RunConfig};
 use crate::geometry::classifier::{ClassifierParams, search_configs};
-use crate::geometry::measures::{LayerComparison, LayerReport, MeasureParams, Partition, compare};
+use crate::geometry::measures::{
+    LayerComparison, LayerReport, MeasureParams, Partition, TRAIN_TEST, TRAIN_TEST_HULL, compare,
+    distance_similarity,
+};
 use crate::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 use crate::server::{ReadyFlags, ReportSource, ServerState};
 use crate::shard::Shard;
@@ -44,7 +49,9 @@ use crate::source::encoder::{Encoder, EncoderError};
 use crate::source::extract::{ExtractError, ExtractedActivations, ExtractionPlan};
 use crate::source::probeset::tokens::{ProbeTokenizer, TokenizeError, TokenizeOptions};
 use crate::source::probeset::{ProbeSet, ProbeSetError};
-use crate::store::{CheckpointRow, CheckpointStatus, LayerRecord, NewCheckpoint, RunId, Store};
+use crate::store::{
+    CheckpointRow, CheckpointStatus, LayerRecord, NewCheckpoint, RunId, StageRecord, Store,
+};
 use crate::watch::{self, Candidate, Hint, ScanItem, Scanner};
 
 /// Why the daemon could not start or stopped.
@@ -294,6 +301,10 @@ struct Shared {
     probes: RwLock<BTreeMap<String, Arc<ProbeRun>>>,
     metrics: Arc<Metrics>,
     pool: rayon::ThreadPool,
+    /// The late stages' own threads (as many as `pool`'s): they wait at the
+    /// gate while a core stage runs, so core stages always have the cores.
+    late_pool: rayon::ThreadPool,
+    gate: Gate,
     /// This replica's share of the (task, layer) pairs; `None`: all.
     shard: Option<Shard>,
     /// The analysis caps; a reload replaces them for the next checkpoint.
@@ -454,11 +465,21 @@ pub async fn run_with_reload(
             workers: config.workers,
             detail: e.to_string(),
         })?;
+    let late_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.workers)
+        .thread_name(|i| format!("probewatch-late-{i}"))
+        .build()
+        .map_err(|e| DaemonError::Pool {
+            workers: config.workers,
+            detail: e.to_string(),
+        })?;
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
         probes: RwLock::new(probes),
         metrics: metrics.clone(),
         pool,
+        late_pool,
+        gate: Gate::default(),
         shard: config.shard,
         limits: RwLock::new(config.limits),
     });
@@ -720,7 +741,10 @@ struct Outcome {
 }
 
 struct Analysed {
+    /// The core reports (late-stage fields empty).
     layers: Arc<Layers>,
+    /// The activations, for the late stages.
+    source: Option<Arc<LateSource>>,
     baseline_cmp: BTreeMap<(String, usize), LayerComparison>,
     previous_cmp: BTreeMap<(String, usize), LayerComparison>,
     checkpoint_id: i64,
@@ -838,6 +862,18 @@ struct RunState {
     /// Checkpoints whose outcome could not be stored (disk full, ...):
     /// queued again after the next scan while their file is unchanged.
     retry: Vec<Candidate>,
+    /// The newest late-stage values per layer.
+    late: LateView,
+    /// Warm starts of the late stages (threaded from late job to late job).
+    late_memory: BTreeMap<String, TaskMemory>,
+    /// The baseline's late stages, waiting (run before anything else).
+    late_baseline: Option<LateInput>,
+    /// The newest checkpoint whose late stages wait (an older one waiting
+    /// is skipped when a newer one arrives).
+    late_pending: Option<LateInput>,
+    /// The published checkpoint's mtime and its previous checkpoint, to
+    /// publish it again when late values arrive.
+    published: Option<(i64, Option<Reference>)>,
 }
 
 impl RunState {
@@ -943,14 +979,67 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
     let (done, failed) = store.counts(id)?;
     // Every stored checkpoint counts towards the best-so-far distances.
     let mut best = Best::default();
+    let mut late = LateView::default();
     if latest_row.is_some() {
         for row in store.checkpoints(id)? {
             if row.status == CheckpointStatus::Done {
-                best.fold(&load(&row)?);
+                let r = load(&row)?;
+                best.fold(&r);
+                late.update_all(&r);
             }
         }
     }
+    // Late stages a stop cut short (or that never started) are resumed:
+    // the baseline's, and the newest checkpoint's.
+    let pending = |row: &CheckpointRow, r: &Reference, is_baseline: bool| -> Option<LateInput> {
+        if cfg.late_stage_budget.is_zero() {
+            return None;
+        }
+        let stages = store.stage_runs(row.id).ok()?;
+        let finished = |st: Stage| {
+            stages
+                .iter()
+                .any(|(s, o)| s == st.as_str() && o != "deferred")
+        };
+        let open = Stage::LATE.into_iter().any(|st| {
+            stage_applies(cfg, st)
+                && !finished(st)
+                && r.layers.values().any(|l| needs(st, l))
+                && (!stages.is_empty() || r.layers.values().any(|l| !l.clustered))
+        });
+        open.then(|| LateInput {
+            candidate: Candidate {
+                step: row.step,
+                path: row.path.clone(),
+                size: row.size,
+                mtime: UNIX_EPOCH + Duration::from_nanos(row.mtime_ns.max(0) as u64),
+            },
+            checkpoint_id: row.id,
+            source: None,
+            reports: r.layers.clone(),
+            is_baseline,
+            run: id,
+        })
+    };
+    let late_baseline = match (&baseline, store.baseline(id)?) {
+        (Some(b), Some(row)) => pending(&row, b, true),
+        _ => None,
+    };
+    let late_pending = match (&latest, &latest_row) {
+        (Some(l), Some(row))
+            if late_baseline
+                .as_ref()
+                .is_none_or(|b| b.checkpoint_id != row.id) =>
+        {
+            pending(row, l, false)
+        }
+        _ => None,
+    };
+    for p in [&late_baseline, &late_pending].into_iter().flatten() {
+        info!(run = %cfg.name, step = p.candidate.step, "late stages not finished before the last stop; resuming them");
+    }
     info!(run = %cfg.name, done, failed, baseline = ?baseline.as_ref().map(|b| b.step), latest = ?latest.as_ref().map(|l| l.step), "run restored");
+    let mut published = None;
     if let (Some(row), Some(l)) = (&latest_row, &latest) {
         let previous = store
             .previous_done(id, row.step)?
@@ -964,9 +1053,11 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
             l,
             baseline.as_ref(),
             previous.as_ref(),
+            &late,
             &best,
         );
         shared.metrics.publish(snap);
+        published = Some((row.mtime_ns, previous));
     }
     Ok(RunState {
         cfg: cfg.clone(),
@@ -977,6 +1068,11 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
         memory: BTreeMap::new(),
         queue: BTreeMap::new(),
         retry: Vec::new(),
+        late,
+        late_memory: BTreeMap::new(),
+        late_baseline,
+        late_pending,
+        published,
     })
 }
 
@@ -1041,8 +1137,69 @@ fn layer_record(
     }
 }
 
+/// Whether a stored layer report holds the `clusters` stage.
+fn has_clusters(r: &LayerReport) -> bool {
+    r.clustered
+}
+
+/// Whether a layer report holds the `test_hulls` stage.
+fn has_test_hulls(r: &LayerReport) -> bool {
+    r.similarity.contains_key(TRAIN_TEST_HULL)
+}
+
+/// The newest late-stage results of one (task, layer): each stage's
+/// values come from the newest checkpoint that completed that stage for
+/// the layer (the core values always from the newest checkpoint).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LateEntry {
+    /// `(step, train/test hull similarity)` of the newest `test_hulls`.
+    test_hulls: Option<(u64, Option<f64>)>,
+    /// `(step, report)` of the newest `clusters` (with its `test_clusters`
+    /// and `classifier` fields when those ran on it).
+    clusters: Option<(u64, LayerReport)>,
+    /// The `clusters` report it replaced (the previous-checkpoint
+    /// similarity of label distances).
+    clusters_previous: Option<LayerReport>,
+}
+
+/// [`LateEntry`] per (task, layer) of a run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LateView(BTreeMap<(String, usize), LateEntry>);
+
+impl LateView {
+    /// Takes the late-stage fields of one checkpoint's layer report.
+    pub(crate) fn update(&mut self, step: u64, key: &(String, usize), r: &LayerReport) {
+        let e = self.0.entry(key.clone()).or_default();
+        if has_test_hulls(r) && e.test_hulls.is_none_or(|(s, _)| s <= step) {
+            e.test_hulls = Some((step, r.similarity.get(TRAIN_TEST_HULL).copied().flatten()));
+        }
+        if has_clusters(r) {
+            match &e.clusters {
+                Some((s, _)) if *s > step => {}
+                Some((s, _)) if *s == step => e.clusters = Some((step, r.clone())),
+                _ => {
+                    let old = e.clusters.replace((step, r.clone()));
+                    if let Some((_, o)) = old {
+                        e.clusters_previous = Some(o);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes every layer of `reference`.
+    pub(crate) fn update_all(&mut self, reference: &Reference) {
+        for (key, r) in reference.layers.iter() {
+            self.update(reference.step, key, r);
+        }
+    }
+}
+
 /// The metrics snapshot of one checkpoint of `run` (with label-pair series
-/// when `label_pairs`); `best` must already hold `now`.
+/// when `label_pairs`): the core values of `now`, the late-stage values
+/// of `late` (each with the step it comes from), compared with the
+/// baseline and the previous checkpoint; `best` must already hold every
+/// late value of `late`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn snapshot(
     run: &str,
@@ -1052,87 +1209,181 @@ pub(crate) fn snapshot(
     now: &Reference,
     baseline: Option<&Reference>,
     previous: Option<&Reference>,
+    late: &LateView,
     best: &Best,
 ) -> RunSnapshot {
     let mut layers = Vec::new();
-    for ((task, layer), r) in now.layers.iter() {
+    let at_baseline = baseline.is_some_and(|b| b.step == step);
+    for (key, r) in now.layers.iter() {
+        let (task, layer) = key;
         let base = baseline
             .filter(|b| b.step != step)
-            .and_then(|b| b.layers.get(&(task.clone(), *layer)));
-        let prev = previous.and_then(|p| p.layers.get(&(task.clone(), *layer)));
+            .and_then(|b| b.layers.get(key));
+        let prev = previous.and_then(|p| p.layers.get(key));
         let cmp_base = base.and_then(|b| compare(b, r).ok());
-        let cmp_prev = prev.and_then(|p| compare(p, r).ok());
+        let hull_sim = |o: &LayerReport| {
+            (!o.label_hull_distance.is_empty() && !r.label_hull_distance.is_empty())
+                .then(|| distance_similarity(&o.label_hull_distance, &r.label_hull_distance))
+                .flatten()
+        };
+        let entry = late.0.get(key);
+        // The late values: this checkpoint's own when it has them, else the
+        // newest checkpoint's that does.
+        let clusters: Option<(u64, &LayerReport)> = if has_clusters(r) {
+            Some((step, r))
+        } else {
+            entry.and_then(|e| e.clusters.as_ref().map(|(s, l)| (*s, l)))
+        };
+        let test_hulls: Option<(u64, Option<f64>)> = if has_test_hulls(r) {
+            Some((step, r.similarity.get(TRAIN_TEST_HULL).copied().flatten()))
+        } else {
+            entry.and_then(|e| e.test_hulls)
+        };
+        let lr = clusters.map(|(_, l)| l);
+        let clusters_step = clusters.map(|(s, _)| s);
+        let lr_at_baseline =
+            clusters_step.is_some() && baseline.is_some_and(|b| Some(b.step) == clusters_step);
+        let base_late = baseline
+            .filter(|b| Some(b.step) != clusters_step)
+            .and_then(|b| b.layers.get(key))
+            .filter(|b| has_clusters(b));
+        let cmp_late = match (base_late, lr) {
+            (Some(b), Some(l)) => compare(b, l).ok(),
+            _ => None,
+        };
+        let late_previous = if clusters_step == Some(step) && has_clusters(r) {
+            prev.filter(|p| has_clusters(p)).or_else(|| {
+                entry
+                    .and_then(|e| e.clusters.as_ref())
+                    .filter(|(s, _)| *s < step)
+                    .map(|(_, l)| l)
+            })
+        } else {
+            entry.and_then(|e| e.clusters_previous.as_ref())
+        };
         let names = label_names(r);
         let mut label_stats = Vec::new();
         for (l, name) in names.iter().enumerate() {
-            let Some(d) = r.min_label_distance.get(l).copied().flatten() else {
+            let hd = r.min_label_hull_distance.get(l).copied().flatten();
+            let d = lr.and_then(|x| x.min_label_distance.get(l).copied().flatten());
+            let present = r.label_counts.get(l).is_some_and(|&c| c > 0)
+                || r.centroids.get(l).is_some_and(Option::is_some);
+            if hd.is_none() && d.is_none() && !present {
                 continue;
-            };
-            let dn = r.min_label_distance_normalized.get(l).copied().flatten();
-            let b = base.and_then(|b| b.min_label_distance.get(l).copied().flatten());
-            let bn = base.and_then(|b| b.min_label_distance_normalized.get(l).copied().flatten());
+            }
+            let dn = lr.and_then(|x| x.min_label_distance_normalized.get(l).copied().flatten());
+            let b = base_late.and_then(|b| b.min_label_distance.get(l).copied().flatten());
+            let bn =
+                base_late.and_then(|b| b.min_label_distance_normalized.get(l).copied().flatten());
             let change_ratio = match (dn, bn) {
                 (Some(x), Some(y)) if y > 0.0 => Some(x / y - 1.0),
                 _ => None,
             };
+            let hbn = if at_baseline {
+                r.min_label_hull_distance_normalized
+                    .get(l)
+                    .copied()
+                    .flatten()
+            } else {
+                base.and_then(|b| {
+                    b.min_label_hull_distance_normalized
+                        .get(l)
+                        .copied()
+                        .flatten()
+                })
+            };
             label_stats.push(LabelSnapshot {
                 label: name.clone(),
-                min_distance: Some(d),
+                min_distance: d,
                 min_distance_normalized: dn,
-                min_distance_normalized_best: best.get(task, *layer, name).or(dn),
-                min_distance_baseline: if baseline.is_some_and(|b| b.step == step) {
-                    Some(d)
-                } else {
-                    b
-                },
-                change_ratio: if baseline.is_some_and(|b| b.step == step) {
+                min_distance_normalized_best: dn.and(best.get(task, *layer, name).or(dn)),
+                min_distance_baseline: if lr_at_baseline { d } else { b },
+                change_ratio: if lr_at_baseline && d.is_some() {
                     Some(0.0)
                 } else {
                     change_ratio
                 },
-                clusters: r.clusters_per_label.get(l).copied().unwrap_or(0) as u64,
-                centroid_movement: if baseline.is_some_and(|b| b.step == step) {
+                clusters: lr.map(|x| x.clusters_per_label.get(l).copied().unwrap_or(0) as u64),
+                centroid_movement: if at_baseline {
                     Some(0.0)
                 } else {
                     cmp_base
                         .as_ref()
                         .and_then(|c| c.centroid_movement.get(l).copied().flatten())
                 },
+                hull_min_distance: hd,
+                hull_min_distance_normalized: r
+                    .min_label_hull_distance_normalized
+                    .get(l)
+                    .copied()
+                    .flatten(),
+                hull_min_distance_normalized_baseline: hbn,
             });
         }
-        let label_pairs = label_pairs.then(|| {
-            r.label_distance
-                .iter()
-                .map(|&(a, b, d)| (names[a as usize].clone(), names[b as usize].clone(), d))
-                .collect()
-        });
+        let label_pairs = label_pairs
+            .then(|| {
+                lr.map(|x| {
+                    x.label_distance
+                        .iter()
+                        .map(|&(a, b, d)| (names[a as usize].clone(), names[b as usize].clone(), d))
+                        .collect()
+                })
+            })
+            .flatten();
+        let mut stage_steps = Vec::new();
+        if let Some((s, _)) = test_hulls {
+            stage_steps.push((Stage::TestHulls.as_str().to_owned(), s));
+        }
+        if let (Some(s), Some(x)) = (clusters_step, lr) {
+            stage_steps.push((Stage::Clusters.as_str().to_owned(), s));
+            if x.test_clusters.is_some() {
+                stage_steps.push((Stage::TestClusters.as_str().to_owned(), s));
+            }
+            if x.classifier_accuracy.is_some() {
+                stage_steps.push((Stage::Classifier.as_str().to_owned(), s));
+            }
+        }
         layers.push(LayerSnapshot {
             task: task.clone(),
             layer: *layer as u32,
-            clusters: r.clusters as u64,
+            clusters: lr.map(|x| x.clusters as u64),
             labels: r.labels_present as u64,
             clusters_baseline: baseline
-                .and_then(|b| b.layers.get(&(task.clone(), *layer)))
+                .and_then(|b| b.layers.get(key))
+                .filter(|b| has_clusters(b))
                 .map(|b| b.clusters as u64),
             scale: r.scale,
             label_stats,
-            similarity_baseline: if baseline.is_some_and(|b| b.step == step) {
+            similarity_baseline: if lr_at_baseline {
                 Some(1.0)
             } else {
-                cmp_base.as_ref().and_then(|c| c.similarity)
+                cmp_late.as_ref().and_then(|c| c.similarity)
             },
-            similarity_previous: cmp_prev.as_ref().and_then(|c| c.similarity),
-            similarity_test: r.similarity.get("train_test").copied().flatten(),
-            accuracy: r.accuracy.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            classifier_accuracy: r
-                .classifier_accuracy
+            similarity_previous: match (late_previous, lr) {
+                (Some(p), Some(l)) => distance_similarity(&p.label_distance, &l.label_distance),
+                _ => None,
+            },
+            similarity_test: lr.and_then(|x| x.similarity.get(TRAIN_TEST).copied().flatten()),
+            accuracy: lr
+                .map(|x| x.accuracy.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default(),
+            classifier_accuracy: lr
+                .and_then(|x| x.classifier_accuracy.as_ref())
                 .iter()
-                .flatten()
+                .flat_map(|m| m.iter())
                 .map(|(k, a)| (k.clone(), a.mean, a.std))
                 .collect(),
-            labels_increased: cmp_base.as_ref().map(|c| c.grew as u64),
-            labels_decreased: cmp_base.as_ref().map(|c| c.shrank as u64),
+            labels_increased: cmp_late.as_ref().map(|c| c.grew as u64),
+            labels_decreased: cmp_late.as_ref().map(|c| c.shrank as u64),
             label_pairs,
+            hull_similarity_baseline: if at_baseline {
+                Some(1.0)
+            } else {
+                base.and_then(hull_sim)
+            },
+            hull_similarity_previous: prev.and_then(hull_sim),
+            hull_similarity_test: test_hulls.and_then(|(_, v)| v),
+            stage_steps,
         });
     }
     RunSnapshot {
@@ -1212,6 +1463,16 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
         .cloned();
     let limits = *shared.limits.read().unwrap_or_else(PoisonError::into_inner);
     let threads = shared.pool.current_num_threads();
+    let core = Stage::Core.as_str();
+    shared.metrics.stage_started(
+        &cfg.name,
+        core,
+        candidate.step,
+        cfg.layers.as_ref().map_or(0, Vec::len),
+        started,
+    );
+    info!(run = %cfg.name, step = candidate.step, stage = core, "stage started");
+    let gate = shared.gate.core_running();
     let result = shared.pool.install(|| {
         analyse_checkpoint(
             cfg,
@@ -1227,6 +1488,8 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
             previous.as_ref(),
         )
     });
+    drop(gate);
+    shared.metrics.stage_ended(&cfg.name, core);
     let seconds = t.elapsed().as_secs_f64();
     if let Some(f) = changed("changed while it was read") {
         return Outcome {
@@ -1239,7 +1502,8 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
     let finished = unix_now();
     let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let result = match result {
-        Ok((reports, mut layers, baseline_cmp, previous_cmp)) => {
+        Ok(((reports, mut layers, baseline_cmp, previous_cmp), source)) => {
+            let source = Some(Arc::new(source));
             // The store keeps centroids as f32: the reference kept in
             // memory holds the same values, so a restarted daemon (which
             // reads them back) exports what an uninterrupted one does.
@@ -1290,6 +1554,7 @@ fn analyse_job(shared: &Shared, cfg: &RunConfig, run: RunId, job: Job) -> Outcom
                     previous_cmp,
                     checkpoint_id: id,
                     is_baseline,
+                    source,
                 }),
                 Err(e) => Err(Failure {
                     kind: STORE,
@@ -1347,11 +1612,7 @@ fn analyse_checkpoint(
     new_memory: &mut BTreeMap<String, TaskMemory>,
     baseline: Option<&Reference>,
     previous: Option<&Reference>,
-) -> Result<Checked, Failure> {
-    let from_dump = |e: DumpError| Failure {
-        kind: dump_error_kind(&e),
-        message: e.to_string(),
-    };
+) -> Result<(Checked, LateSource), Failure> {
     if candidate.size > limits.max_file_bytes {
         return Err(Failure {
             kind: "limit",
@@ -1363,29 +1624,37 @@ fn analyse_checkpoint(
             ),
         });
     }
-    // Either an opened dump's tasks, or activations the encoder computes
-    // now: one forward pass over the probe sets serves every task.
-    let dump;
-    let extracted: Vec<ExtractedActivations>;
-    let mut sources: Vec<&dyn Activations> = Vec::new();
-    let dump_tasks: Vec<DumpTask<'_>>;
+    let late_source = load_source(cfg, probe, threads, candidate, held)?;
+    let checked = late_source.with(|sources| {
+        core_of_sources(
+            cfg, limits, shard, candidate, sources, memory, new_memory, baseline, previous,
+        )
+    })?;
+    Ok((checked, late_source))
+}
+
+/// Reads a checkpoint's activations: an opened dump (its tasks, layers read
+/// on demand), or the encoder run now over the run's probe sets (one forward
+/// pass serves every task).
+fn load_source(
+    cfg: &RunConfig,
+    probe: Option<&ProbeRun>,
+    threads: usize,
+    candidate: &Candidate,
+    held: Option<&std::fs::File>,
+) -> Result<LateSource, Failure> {
     match (cfg.layout, probe) {
         (Layout::Dumps, _) => {
-            dump = match held.map(std::fs::File::try_clone) {
+            let dump = match held.map(std::fs::File::try_clone) {
                 Some(Ok(file)) => ActivationDump::open_file(&candidate.path, file),
                 _ => ActivationDump::open(&candidate.path),
             }
             .map_err(from_dump)?;
-            let names: Vec<String> = match &cfg.tasks {
+            let tasks: Vec<String> = match &cfg.tasks {
                 Some(t) => t.clone(),
                 None => dump.tasks().iter().map(|t| t.name.clone()).collect(),
             };
-            dump_tasks = names
-                .iter()
-                .map(|n| DumpTask::new(&dump, Some(n)))
-                .collect::<Result<_, _>>()
-                .map_err(from_dump)?;
-            sources.extend(dump_tasks.iter().map(|t| t as &dyn Activations));
+            Ok(LateSource::Dump { dump, tasks })
         }
         (Layout::HfCheckpoints, Some(probe)) => {
             let encoder = Encoder::load(&candidate.path).map_err(|e| encoder_failure(&e))?;
@@ -1394,38 +1663,124 @@ fn analyse_checkpoint(
             let tasks = plan
                 .run(&encoder, threads)
                 .map_err(|e| extract_failure(&e))?;
-            extracted = tasks
-                .into_iter()
-                .map(|t| ExtractedActivations::new(&candidate.path, Some(candidate.step), t))
-                .collect();
-            sources.extend(extracted.iter().map(|t| t as &dyn Activations));
+            Ok(LateSource::Extracted(
+                tasks
+                    .into_iter()
+                    .map(|t| ExtractedActivations::new(&candidate.path, Some(candidate.step), t))
+                    .collect(),
+            ))
         }
-        (Layout::HfCheckpoints, None) => {
-            return Err(Failure {
-                kind: "config_mismatch",
-                message: format!("run '{}': probe sets not loaded", cfg.name),
-            });
+        (Layout::HfCheckpoints, None) => Err(Failure {
+            kind: "config_mismatch",
+            message: format!("run '{}': probe sets not loaded", cfg.name),
+        }),
+    }
+}
+
+fn from_dump(e: DumpError) -> Failure {
+    Failure {
+        kind: dump_error_kind(&e),
+        message: e.to_string(),
+    }
+}
+
+/// A checkpoint's activations, kept from its core stage for its late ones
+/// (the dump stays open, so a checkpoint deleted meanwhile is still read;
+/// extracted activations stay in memory).
+enum LateSource {
+    Dump {
+        dump: ActivationDump,
+        tasks: Vec<String>,
+    },
+    Extracted(Vec<ExtractedActivations>),
+}
+
+impl LateSource {
+    /// Calls `f` with every task's activations.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&[&dyn Activations]) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        match self {
+            LateSource::Dump { dump, tasks } => {
+                let ts: Vec<DumpTask<'_>> = tasks
+                    .iter()
+                    .map(|n| DumpTask::new(dump, Some(n)))
+                    .collect::<Result<_, _>>()
+                    .map_err(from_dump)?;
+                let refs: Vec<&dyn Activations> =
+                    ts.iter().map(|t| t as &dyn Activations).collect();
+                f(&refs)
+            }
+            LateSource::Extracted(v) => {
+                let refs: Vec<&dyn Activations> = v.iter().map(|t| t as &dyn Activations).collect();
+                f(&refs)
+            }
         }
     }
-    for source in &sources {
-        check_source_limits(&candidate.path, source.info(), limits)?;
+}
+
+/// The analysis options of one task of `cfg` (`core_only` for the core
+/// stage).
+fn analysis_options(
+    cfg: &RunConfig,
+    task: &str,
+    layers: Option<Vec<usize>>,
+    core_only: bool,
+) -> AnalysisOptions {
+    AnalysisOptions {
+        task: Some(task.to_owned()),
+        layers,
+        measure: MeasureParams {
+            label_distance: cfg.label_distance,
+            drop_clusters_up_to: cfg.drop_clusters_up_to,
+            train_test_similarity: cfg.train_test_similarity,
+            ..MeasureParams::default()
+        },
+        keep_centroids: true,
+        classifier: match cfg.classifier {
+            Classifier::None => None,
+            Classifier::Mlp => Some(ClassifierParams {
+                configs: search_configs(cfg.classifier_configurations),
+                ..ClassifierParams::default()
+            }),
+        },
+        subsplits: cfg.memorisation_splits.then(SubSplits::default),
+        core_only,
     }
-    let measure = MeasureParams {
-        label_distance: cfg.label_distance,
-        drop_clusters_up_to: cfg.drop_clusters_up_to,
-        train_test_similarity: cfg.train_test_similarity,
-        ..MeasureParams::default()
-    };
-    let partition = match cfg.mode {
+}
+
+fn partition_of(cfg: &RunConfig) -> Partition {
+    match cfg.mode {
         Mode::Exact => Partition::Recluster,
         Mode::FrozenPartition => Partition::Frozen,
-    };
+    }
+}
+
+/// The core stage of every task of one checkpoint, compared with the
+/// baseline and the previous checkpoint.
+#[allow(clippy::too_many_arguments)] // one call site, every argument a different role
+fn core_of_sources(
+    cfg: &RunConfig,
+    limits: &Limits,
+    shard: Option<Shard>,
+    candidate: &Candidate,
+    sources: &[&dyn Activations],
+    memory: &BTreeMap<String, TaskMemory>,
+    new_memory: &mut BTreeMap<String, TaskMemory>,
+    baseline: Option<&Reference>,
+    previous: Option<&Reference>,
+) -> Result<Checked, Failure> {
+    for source in sources {
+        check_source_limits(&candidate.path, source.info(), limits)?;
+    }
+    let partition = partition_of(cfg);
     // Sharded: the layers of each task this replica owns (a task with none
     // is skipped). The pair list comes from the run's `layers` when given,
     // so a layer missing from the dump fails on the replica that owns it.
     let owned: Option<BTreeMap<String, Vec<usize>>> = shard.map(|shard| {
         let mut pairs = Vec::new();
-        for source in &sources {
+        for source in sources {
             let info = source.info();
             let task_layers = cfg.layers.clone().unwrap_or_else(|| info.layers.clone());
             pairs.extend(task_layers.into_iter().map(|l| (info.name.clone(), l)));
@@ -1439,7 +1794,7 @@ fn analyse_checkpoint(
     let mut reports = Vec::new();
     let mut layers = Layers::new();
     let (mut bcmp, mut pcmp) = (BTreeMap::new(), BTreeMap::new());
-    for source in sources {
+    for &source in sources {
         let task = source.info().name.clone();
         let task_layers = match &owned {
             None => cfg.layers.clone(),
@@ -1448,20 +1803,7 @@ fn analyse_checkpoint(
                 None => continue,
             },
         };
-        let opts = AnalysisOptions {
-            task: Some(task.clone()),
-            layers: task_layers,
-            measure,
-            keep_centroids: true,
-            classifier: match cfg.classifier {
-                Classifier::None => None,
-                Classifier::Mlp => Some(ClassifierParams {
-                    configs: search_configs(cfg.classifier_configurations),
-                    ..ClassifierParams::default()
-                }),
-            },
-            subsplits: cfg.memorisation_splits.then(SubSplits::default),
-        };
+        let opts = analysis_options(cfg, &task, task_layers, true);
         let empty = TaskMemory::new();
         let mem = memory.get(&task).unwrap_or(&empty);
         let (report, next) =
@@ -1506,6 +1848,430 @@ fn analyse_checkpoint(
     Ok((reports, layers, bcmp, pcmp))
 }
 
+/// Pauses the late stages whenever a core stage runs (process-wide: the
+/// cores are shared), and tells how long core stages have run in all, so
+/// the late stages' budget counts their own working time only.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    running: usize,
+    busy_since: Option<Instant>,
+    busy: Duration,
+}
+
+/// Holds the gate closed while a core stage runs.
+struct CoreRunning<'a>(&'a Gate);
+
+impl Drop for CoreRunning<'_> {
+    fn drop(&mut self) {
+        let mut g = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        g.running = g.running.saturating_sub(1);
+        if g.running == 0 {
+            if let Some(t) = g.busy_since.take() {
+                g.busy += t.elapsed();
+            }
+        }
+        self.0.changed.notify_all();
+    }
+}
+
+impl Gate {
+    fn core_running(&self) -> CoreRunning<'_> {
+        let mut g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.running == 0 {
+            g.busy_since = Some(Instant::now());
+        }
+        g.running += 1;
+        CoreRunning(self)
+    }
+
+    /// Total time some core stage was running.
+    fn busy(&self) -> Duration {
+        let g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        g.busy + g.busy_since.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// Blocks while a core stage runs (or until `stop`).
+    fn wait_idle(&self, stop: &AtomicBool) {
+        let mut g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while g.running > 0 && !stop.load(Ordering::Relaxed) {
+            g = self
+                .changed
+                .wait_timeout(g, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// A checkpoint whose late stages are to run.
+struct LateInput {
+    candidate: Candidate,
+    checkpoint_id: i64,
+    /// The activations kept from the core stage; `None` (after a restart):
+    /// read again.
+    source: Option<Arc<LateSource>>,
+    /// Its layer reports so far.
+    reports: Arc<Layers>,
+    is_baseline: bool,
+    run: RunId,
+}
+
+/// What a late job reports to its run loop after each stage.
+struct LateEvent {
+    step: u64,
+    layers: Vec<((String, usize), LayerReport)>,
+}
+
+/// Whether `stage` applies to this run at all.
+fn stage_applies(cfg: &RunConfig, stage: Stage) -> bool {
+    match stage {
+        Stage::Core | Stage::Clusters => true,
+        Stage::TestHulls | Stage::TestClusters => cfg.train_test_similarity,
+        Stage::Classifier => cfg.classifier != Classifier::None,
+    }
+}
+
+/// Whether a layer report still lacks `stage`.
+fn needs(stage: Stage, r: &LayerReport) -> bool {
+    match stage {
+        Stage::Core => false,
+        Stage::TestHulls => !has_test_hulls(r),
+        Stage::Clusters => !r.clustered,
+        Stage::TestClusters => r.test_clusters.is_none(),
+        Stage::Classifier => r.classifier_accuracy.is_none(),
+    }
+}
+
+/// Records `outcome` for every late stage of `input` that applies and is
+/// not done (a checkpoint skipped for a newer one).
+fn record_not_run(
+    shared: &Shared,
+    cfg: &RunConfig,
+    input: &LateInput,
+    outcome: &str,
+    detail: &str,
+) {
+    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    for stage in Stage::LATE {
+        if !stage_applies(cfg, stage) || !input.reports.values().any(|r| needs(stage, r)) {
+            continue;
+        }
+        shared
+            .metrics
+            .stage_outcome(&cfg.name, stage.as_str(), outcome, None);
+        info!(run = %cfg.name, step = input.candidate.step, stage = stage.as_str(), outcome, seconds = 0.0, layers_done = 0, reason = detail, "stage finished");
+        let rec = StageRecord {
+            stage: stage.as_str(),
+            outcome,
+            seconds: 0.0,
+            layers_done: 0,
+            layers: input.reports.len(),
+            finished_unix: unix_now(),
+            detail: Some(detail),
+        };
+        if let Err(e) = store.record_stage(input.checkpoint_id, &[], &rec) {
+            warn!(run = %cfg.name, error = %e, "cannot record a stage outcome");
+        }
+    }
+}
+
+/// Runs the late stages of one checkpoint in order (blocking; numeric work
+/// on the late pool, paused whenever a core stage runs). Each stage's
+/// finished layers are stored (one transaction with the stage's outcome)
+/// and then sent to the run loop; a stage the budget or `stop` cuts short
+/// keeps the layers it finished (`abandoned` or `deferred`). Returns the
+/// late memory for the next checkpoint.
+#[allow(clippy::too_many_arguments)] // one call site
+fn late_job_fn(
+    shared: &Shared,
+    cfg: &RunConfig,
+    input: LateInput,
+    memory: BTreeMap<String, TaskMemory>,
+    baseline: Option<Reference>,
+    stop: &AtomicBool,
+    tx: &mpsc::UnboundedSender<LateEvent>,
+) -> BTreeMap<String, TaskMemory> {
+    let run = cfg.name.as_str();
+    let step = input.candidate.step;
+    let started = Instant::now();
+    let busy0 = shared.gate.busy();
+    let active = || {
+        started
+            .elapsed()
+            .saturating_sub(shared.gate.busy().saturating_sub(busy0))
+    };
+    let budget = cfg.late_stage_budget;
+    let keep_going = || {
+        shared.gate.wait_idle(stop);
+        !stop.load(Ordering::Relaxed) && active() < budget
+    };
+    let previous = {
+        let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        store
+            .previous_done(input.run, step)
+            .ok()
+            .flatten()
+            .and_then(|row| load_reference(&store, run, &row).ok())
+    };
+    let threads = shared.late_pool.current_num_threads();
+    let loaded;
+    let source: &LateSource = match &input.source {
+        Some(s) => s,
+        None => {
+            info!(run, step, path = %input.candidate.path.display(), "reading the checkpoint again for its late stages");
+            let probe = shared
+                .probes
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&cfg.name)
+                .cloned();
+            shared.gate.wait_idle(stop);
+            match shared
+                .late_pool
+                .install(|| load_source(cfg, probe.as_deref(), threads, &input.candidate, None))
+            {
+                Ok(s) => {
+                    loaded = s;
+                    &loaded
+                }
+                Err(f) => {
+                    warn!(run, step, path = %input.candidate.path.display(), kind = f.kind, error = %f.message, "late stages cannot read the checkpoint");
+                    record_not_run(shared, cfg, &input, "failed", &f.message);
+                    return memory;
+                }
+            }
+        }
+    };
+    let partition = partition_of(cfg);
+    let mut reports: Layers = (*input.reports).clone();
+    let mut next: BTreeMap<String, TaskMemory> = BTreeMap::new();
+    for stage in Stage::LATE {
+        if !stage_applies(cfg, stage) {
+            continue;
+        }
+        let wanted: Vec<(String, usize)> = reports
+            .iter()
+            .filter(|(_, r)| needs(stage, r))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let name = stage.as_str();
+        let stage_busy0 = shared.gate.busy();
+        let t0 = Instant::now();
+        let working = || {
+            t0.elapsed()
+                .saturating_sub(shared.gate.busy().saturating_sub(stage_busy0))
+        };
+        let mut done: Vec<((String, usize), LayerReport)> = Vec::new();
+        let mut interrupted = 0usize;
+        let mut failure: Option<String> = None;
+        if stop.load(Ordering::Relaxed) || active() >= budget {
+            interrupted = wanted.len();
+        } else {
+            shared
+                .metrics
+                .stage_started(run, name, step, wanted.len(), unix_now());
+            info!(
+                run,
+                step,
+                stage = name,
+                layers = wanted.len(),
+                "stage started"
+            );
+            let on_layer = |layer: usize, o: &LayerStage| {
+                shared.metrics.stage_layer_done(run, name);
+                let outcome = match o {
+                    LayerStage::Done(_) => "done",
+                    LayerStage::Interrupted => "interrupted",
+                    LayerStage::NotApplicable => "not_applicable",
+                };
+                info!(
+                    run,
+                    step,
+                    stage = name,
+                    layer,
+                    outcome,
+                    working_seconds = format!("{:.3}", working().as_secs_f64()),
+                    "layer finished"
+                );
+            };
+            let res = source.with(|sources| {
+                let mut out = Vec::new();
+                for &src in sources {
+                    let task = src.info().name.clone();
+                    let task_reports: BTreeMap<usize, LayerReport> = wanted
+                        .iter()
+                        .filter(|(t, _)| *t == task)
+                        .map(|(_, l)| (*l, reports[&(task.clone(), *l)].clone()))
+                        .collect();
+                    if task_reports.is_empty() {
+                        continue;
+                    }
+                    let opts = analysis_options(
+                        cfg,
+                        &task,
+                        Some(task_reports.keys().copied().collect()),
+                        false,
+                    );
+                    let empty = TaskMemory::new();
+                    let prev_mem = memory.get(&task).unwrap_or(&empty);
+                    let carried = next.entry(task.clone()).or_default();
+                    let r = shared.late_pool.install(|| {
+                        analyse_stage(
+                            src,
+                            &opts,
+                            stage,
+                            &task_reports,
+                            prev_mem,
+                            carried,
+                            partition,
+                            &keep_going,
+                            &on_layer,
+                        )
+                    });
+                    match r {
+                        Ok(m) => out.extend(m.into_iter().map(|(l, o)| ((task.clone(), l), o))),
+                        Err(e) => {
+                            return Err(Failure {
+                                kind: "config_mismatch",
+                                message: format!("{}: {e}", input.candidate.path.display()),
+                            });
+                        }
+                    }
+                }
+                Ok(out)
+            });
+            match res {
+                Ok(results) => {
+                    for (key, o) in results {
+                        match o {
+                            LayerStage::Done(mut r) => {
+                                r.label_names = reports[&key].label_names.clone();
+                                r.layer = key.1;
+                                done.push((key, *r));
+                            }
+                            LayerStage::Interrupted => interrupted += 1,
+                            LayerStage::NotApplicable => {}
+                        }
+                    }
+                }
+                Err(f) => failure = Some(f.message),
+            }
+        }
+        let seconds = working().as_secs_f64();
+        let outcome = if failure.is_some() {
+            "failed"
+        } else if interrupted == 0 {
+            "done"
+        } else if stop.load(Ordering::Relaxed) {
+            "deferred"
+        } else {
+            "abandoned"
+        };
+        if done.is_empty() && interrupted == 0 && failure.is_none() {
+            // Nothing applied (e.g. no test split).
+            shared.metrics.stage_ended(run, name);
+            continue;
+        }
+        // Store first, then tell the loop (which publishes).
+        let records: Vec<LayerRecord> = done
+            .iter()
+            .map(|((task, _), l)| {
+                let key = (task.clone(), l.layer);
+                let b = baseline
+                    .as_ref()
+                    .filter(|b| b.step != step)
+                    .and_then(|b| b.layers.get(&key))
+                    .and_then(|b| compare(b, l).ok());
+                let p = previous
+                    .as_ref()
+                    .and_then(|p| p.layers.get(&key))
+                    .and_then(|p| compare(p, l).ok());
+                layer_record(task, l, b.as_ref(), p.as_ref())
+            })
+            .collect();
+        let detail = match (&failure, outcome) {
+            (Some(m), _) => Some(m.clone()),
+            (None, "abandoned") => Some(format!(
+                "late-stage budget of {} s ran out",
+                budget.as_secs_f64()
+            )),
+            (None, "deferred") => {
+                Some("stopped (shutdown or reload); resumed at the next start".to_owned())
+            }
+            _ => None,
+        };
+        let rec = StageRecord {
+            stage: name,
+            outcome,
+            seconds,
+            layers_done: done.len(),
+            layers: wanted.len(),
+            finished_unix: unix_now(),
+            detail: detail.as_deref(),
+        };
+        let stored = {
+            let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+            store.record_stage(input.checkpoint_id, &records, &rec)
+        };
+        shared.metrics.stage_ended(run, name);
+        shared
+            .metrics
+            .stage_outcome(run, name, outcome, Some(seconds));
+        match stored {
+            Ok(()) => {
+                for (key, r) in &done {
+                    reports.insert(key.clone(), r.clone());
+                }
+                let _ = tx.send(LateEvent { step, layers: done });
+            }
+            Err(e) => {
+                warn!(run, step, stage = name, error = %e, "stage results not stored; not published");
+            }
+        }
+        if outcome == "done" {
+            info!(
+                run,
+                step,
+                stage = name,
+                outcome,
+                seconds = format!("{seconds:.3}"),
+                layers_done = rec.layers_done,
+                layers = rec.layers,
+                "stage finished"
+            );
+        } else {
+            warn!(
+                run,
+                step,
+                stage = name,
+                outcome,
+                seconds = format!("{seconds:.3}"),
+                layers_done = rec.layers_done,
+                layers = rec.layers,
+                reason = detail.as_deref().unwrap_or(""),
+                "stage finished"
+            );
+        }
+    }
+    let mut memory = memory;
+    for (task, layers) in next {
+        let m = memory.entry(task).or_default();
+        for (l, lm) in layers {
+            m.insert(l, lm);
+        }
+    }
+    memory
+}
+
 /// The loop of one run.
 async fn run_loop(
     shared: Arc<Shared>,
@@ -1530,6 +2296,8 @@ async fn run_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renamed: HashSet<PathBuf> = HashSet::new();
     let mut job: Option<JoinHandle<Outcome>> = None;
+    let (ltx, mut lrx) = mpsc::unbounded_channel::<LateEvent>();
+    let mut late_job: Option<(JoinHandle<BTreeMap<String, TaskMemory>>, Arc<AtomicBool>)> = None;
     let mut scan_now = true;
     let mut missing_logged = false;
     info!(run = %name, folder = %cfg.folder.display(), "watching");
@@ -1618,12 +2386,42 @@ async fn run_loop(
                 }));
             }
         }
+        // The late stages: the baseline's first, else the newest waiting
+        // checkpoint's; one job per run at a time.
+        if late_job.is_none() {
+            let next = state
+                .late_baseline
+                .take()
+                .or_else(|| state.late_pending.take());
+            if let Some(input) = next {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (sh, c2, tx, st) = (shared.clone(), cfg.clone(), ltx.clone(), stop.clone());
+                let memory = std::mem::take(&mut state.late_memory);
+                let baseline = if input.is_baseline {
+                    None
+                } else {
+                    state.baseline.clone()
+                };
+                debug!(run = %name, step = input.candidate.step, "late stages starting");
+                late_job = Some((
+                    tokio::task::spawn_blocking(move || {
+                        late_job_fn(&sh, &c2, input, memory, baseline, &st, &tx)
+                    }),
+                    stop,
+                ));
+            }
+        }
         shared
             .metrics
             .set_queue_depth(&name, state.queue.len() as i64);
         tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => {
+                // Late stages stop at their next step (what they finished
+                // is stored; the rest is deferred to the next start).
+                if let Some((_, stop)) = &late_job {
+                    stop.store(true, Ordering::Relaxed);
+                }
                 if let Some(j) = job.take() {
                     info!(run = %name, "finishing the checkpoint being analysed");
                     match tokio::time::timeout(std::time::Duration::from_secs(30), j).await {
@@ -1631,7 +2429,28 @@ async fn run_loop(
                         _ => warn!(run = %name, "abandoned the checkpoint being analysed (nothing of it was stored)"),
                     }
                 }
+                if let Some((j, _)) = late_job.take() {
+                    if tokio::time::timeout(std::time::Duration::from_secs(30), j).await.is_err() {
+                        warn!(run = %name, "late stages did not stop within 30 s; what they finished is stored");
+                    }
+                }
                 return Ok(());
+            }
+            ev = lrx.recv() => {
+                if let Some(ev) = ev {
+                    apply_late(&shared, &mut state, ev);
+                }
+            }
+            m = async { (&mut late_job.as_mut().expect("guarded").0).await }, if late_job.is_some() => {
+                late_job = None;
+                // Events sent before the job ended are applied first.
+                while let Ok(ev) = lrx.try_recv() {
+                    apply_late(&shared, &mut state, ev);
+                }
+                match m {
+                    Ok(m) => state.late_memory = m,
+                    Err(e) => error!(run = %name, error = %e, "late stages panicked"),
+                }
             }
             o = async { job.as_mut().expect("guarded").await }, if job.is_some() => {
                 job = None;
@@ -1768,9 +2587,11 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
                     &reference,
                     state.baseline.as_ref(),
                     previous.as_ref(),
+                    &state.late,
                     &state.best,
                 );
                 shared.metrics.publish(snap);
+                state.published = Some((mtime_ns(o.candidate.mtime), previous));
             } else {
                 info!(run = %name, step = o.candidate.step, "late checkpoint stored in its place; latest values unchanged");
             }
@@ -1786,6 +2607,33 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
                 compared_to_previous = a.previous_cmp.len(),
                 "checkpoint analysed"
             );
+            shared
+                .metrics
+                .stage_outcome(&name, Stage::Core.as_str(), "done", Some(o.seconds));
+            info!(run = %name, step = o.candidate.step, stage = Stage::Core.as_str(), outcome = "done", seconds = format!("{:.3}", o.seconds), layers_done = a.layers.len(), layers = a.layers.len(), "stage finished");
+            if !state.cfg.late_stage_budget.is_zero() {
+                let input = LateInput {
+                    candidate: o.candidate.clone(),
+                    checkpoint_id: a.checkpoint_id,
+                    source: a.source.clone(),
+                    reports: a.layers.clone(),
+                    is_baseline: a.is_baseline,
+                    run: state.id,
+                };
+                if a.is_baseline {
+                    state.late_baseline = Some(input);
+                } else if state
+                    .late_pending
+                    .as_ref()
+                    .is_none_or(|p| p.candidate.step <= input.candidate.step)
+                {
+                    if let Some(old) = state.late_pending.replace(input) {
+                        skip_late(shared, &state.cfg, old);
+                    }
+                } else {
+                    skip_late(shared, &state.cfg, input);
+                }
+            }
         }
         Err(f) if f.kind == CHANGED => {
             info!(run = %name, path = %o.candidate.path.display(), reason = %f.message, "checkpoint changed while being read; nothing stored, its new version is analysed once complete");
@@ -1802,6 +2650,62 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
             warn!(run = %name, path = %o.candidate.path.display(), kind = f.kind, error = %f.message, "checkpoint failed");
             shared.metrics.checkpoint_failed(&name, f.kind);
         }
+    }
+}
+
+/// Records an older checkpoint's late stages as skipped (a newer one waits),
+/// on a blocking thread.
+fn skip_late(shared: &Shared, cfg: &RunConfig, old: LateInput) {
+    info!(run = %cfg.name, step = old.candidate.step, "late stages skipped: a newer checkpoint waits");
+    record_not_run(
+        shared,
+        cfg,
+        &old,
+        "skipped",
+        "a newer checkpoint was waiting",
+    );
+}
+
+/// Takes a late job's finished layers: the late view, the baseline and
+/// latest references, best-so-far values, and publishes the newest
+/// checkpoint again with them.
+fn apply_late(shared: &Shared, state: &mut RunState, ev: LateEvent) {
+    if ev.layers.is_empty() {
+        return;
+    }
+    let mut layers = Layers::new();
+    for (key, r) in ev.layers {
+        state.late.update(ev.step, &key, &r);
+        layers.insert(key, r);
+    }
+    let merge = |reference: &mut Option<Reference>| {
+        if let Some(r) = reference.as_mut().filter(|r| r.step == ev.step) {
+            let mut l = (*r.layers).clone();
+            for (k, v) in &layers {
+                l.insert(k.clone(), v.clone());
+            }
+            r.layers = Arc::new(l);
+        }
+    };
+    merge(&mut state.baseline);
+    merge(&mut state.latest);
+    state.best.fold(&Reference {
+        step: ev.step,
+        layers: Arc::new(layers),
+    });
+    if let (Some(latest), Some((mtime, previous))) = (&state.latest, &state.published) {
+        let snap = snapshot(
+            &state.cfg.name,
+            state.cfg.export_label_pairs,
+            latest.step,
+            *mtime,
+            latest,
+            state.baseline.as_ref(),
+            previous.as_ref(),
+            &state.late,
+            &state.best,
+        );
+        shared.metrics.publish(snap);
     }
 }
 

@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::daemon::{Best, Reference, load_reference, snapshot};
+use crate::daemon::{Best, LateView, Reference, load_reference, snapshot};
 use crate::metrics::{RunSnapshot, encode_history};
 use crate::store::{CheckpointStatus, Store, StoreError};
 
@@ -143,10 +143,12 @@ pub fn export(store: &Store, db: &Path, options: &ExportOptions) -> Result<Expor
             .filter(|r| r.status == CheckpointStatus::Done)
             .collect();
         let mut best = Best::default();
+        let mut late = LateView::default();
         let mut previous: Option<Reference> = None;
         for row in &rows {
             let now = load_reference(store, &name, row).map_err(|e| bad(row.step, e))?;
             best.fold(&now);
+            late.update_all(&now);
             let prev = previous.as_ref().filter(|p| p.step < row.step);
             let snap = snapshot(
                 &name,
@@ -156,6 +158,7 @@ pub fn export(store: &Store, db: &Path, options: &ExportOptions) -> Result<Expor
                 &now,
                 baseline.as_ref(),
                 prev,
+                &late,
                 &best,
             );
             let time = match options.timestamps {

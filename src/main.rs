@@ -128,6 +128,11 @@ enum Command {
         /// subtrain, score every other split.
         #[arg(long)]
         memorisation_splits: bool,
+        /// Only the core stage (what the daemon publishes first): label-hull
+        /// distances, centroids, scale, train/test hull similarity; no
+        /// DirectProbe clustering and no classifier.
+        #[arg(long, conflicts_with = "classifier")]
+        core_only: bool,
     },
     /// The daemon: watch the configured runs, analyse each new checkpoint,
     /// store the history and serve Prometheus metrics.
@@ -349,6 +354,7 @@ fn run(cli: Cli) -> Result<()> {
             classifier,
             classifier_configurations,
             memorisation_splits,
+            core_only,
         } => {
             let dump = ActivationDump::open(&file)?;
             let opts = AnalysisOptions {
@@ -369,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
                     ..ClassifierParams::default()
                 }),
                 subsplits: memorisation_splits.then(SubSplits::default),
+                core_only,
             };
             let n_layers = match &opts.layers {
                 Some(l) => {
@@ -564,12 +571,17 @@ fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
 }
 
 /// Logs through `tracing`: human-readable lines by default, one JSON object
-/// per line with `json`; the level from `RUST_LOG` (default `info`).
+/// per line with `json`; the level from `RUST_LOG` (default `info`); ANSI
+/// colours only when stderr is a terminal.
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a terminal (and never with NO_COLOR): a log
+    // file or journal gets plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

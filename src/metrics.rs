@@ -63,8 +63,9 @@ pub struct LayerSnapshot {
     pub task: String,
     /// Layer index, 0 = embedding output (label `layer`).
     pub layer: u32,
-    /// Number of DirectProbe clusters of the train split.
-    pub clusters: u64,
+    /// Number of DirectProbe clusters of the train split (`None` until the
+    /// `clusters` stage of some checkpoint is done for this layer).
+    pub clusters: Option<u64>,
     /// Number of labels present in the train split.
     pub labels: u64,
     /// Number of DirectProbe clusters of the train split at the baseline
@@ -96,6 +97,18 @@ pub struct LayerSnapshot {
     /// Distance of every label pair `(label_a, label_b, distance)`; only when
     /// the run opts in (K(K−1)/2 series per layer).
     pub label_pairs: Option<Vec<(String, String, f64)>>,
+    /// Pearson similarity of the label-hull-distance vector to the
+    /// baseline checkpoint's (core stage).
+    pub hull_similarity_baseline: Option<f64>,
+    /// Pearson similarity of the label-hull-distance vector to the previous
+    /// checkpoint's (core stage).
+    pub hull_similarity_previous: Option<f64>,
+    /// Pearson similarity of the train and test label-hull-distance vectors
+    /// (the `test_hulls` stage).
+    pub hull_similarity_test: Option<f64>,
+    /// Per late stage shown: `(stage, step)`, the checkpoint whose values of
+    /// that stage this layer's series carry.
+    pub stage_steps: Vec<(String, u64)>,
 }
 
 /// One label of one layer at one checkpoint. `None` leaves the series out
@@ -118,8 +131,16 @@ pub struct LabelSnapshot {
     /// Normalized min distance now / normalized min distance at the baseline
     /// − 1 (−0.3: shrank by 30 %).
     pub change_ratio: Option<f64>,
-    /// Number of DirectProbe clusters of the label.
-    pub clusters: u64,
+    /// Number of DirectProbe clusters of the label (`None` before the
+    /// `clusters` stage).
+    pub clusters: Option<u64>,
+    /// Smallest label-hull distance from this label to any other
+    /// (representation units; the core stage).
+    pub hull_min_distance: Option<f64>,
+    /// `hull_min_distance` divided by the layer's scale.
+    pub hull_min_distance_normalized: Option<f64>,
+    /// `hull_min_distance_normalized` at the baseline checkpoint.
+    pub hull_min_distance_normalized_baseline: Option<f64>,
     /// Euclidean distance between the label's train centroid now and at the
     /// baseline (representation units).
     pub centroid_movement: Option<f64>,
@@ -241,6 +262,11 @@ enum Fam {
     LabelsIncreased,
     LabelsDecreased,
     LabelPairDistance,
+    LabelHullMinDistance,
+    LabelHullMinDistanceNormalized,
+    LabelHullMinDistanceNormalizedBaseline,
+    HullSimilarity,
+    StageStep,
     BuildInfo,
     Analyzed,
     Failed,
@@ -251,11 +277,17 @@ enum Fam {
     ConfigReloadSuccessful,
     ConfigReloadTimestamp,
     ConfigReloads,
+    StageDuration,
+    StageOutcomes,
+    AnalysisStep,
+    AnalysisStarted,
+    AnalysisLayersDone,
+    AnalysisLayers,
 }
 
 /// The families the collector writes, in exposition order; `Fam as usize` is
 /// the index (tested).
-const SNAPSHOT_FAMILIES: [Fam; 21] = [
+const SNAPSHOT_FAMILIES: [Fam; 26] = [
     Fam::CheckpointStep,
     Fam::CheckpointTimestamp,
     Fam::Clusters,
@@ -276,6 +308,11 @@ const SNAPSHOT_FAMILIES: [Fam; 21] = [
     Fam::LabelsIncreased,
     Fam::LabelsDecreased,
     Fam::LabelPairDistance,
+    Fam::LabelHullMinDistance,
+    Fam::LabelHullMinDistanceNormalized,
+    Fam::LabelHullMinDistanceNormalizedBaseline,
+    Fam::HullSimilarity,
+    Fam::StageStep,
     Fam::BuildInfo,
 ];
 
@@ -385,6 +422,61 @@ impl Fam {
                 Gauge,
                 "Label distance between label_a and label_b at the newest checkpoint, in representation units.",
             ),
+            Fam::LabelHullMinDistance => (
+                "probewatch_label_hull_min_distance",
+                Gauge,
+                "Smallest distance between the convex hull of all of this label's train points and that of another label's at the newest checkpoint (0 when they intersect), in representation units.",
+            ),
+            Fam::LabelHullMinDistanceNormalized => (
+                "probewatch_label_hull_min_distance_normalized",
+                Gauge,
+                "Smallest label-hull distance from this label to any other divided by the layer scale at the newest checkpoint, dimensionless.",
+            ),
+            Fam::LabelHullMinDistanceNormalizedBaseline => (
+                "probewatch_label_hull_min_distance_normalized_baseline",
+                Gauge,
+                "Smallest label-hull distance from this label to any other divided by the layer scale at the baseline checkpoint, dimensionless.",
+            ),
+            Fam::HullSimilarity => (
+                "probewatch_hull_similarity",
+                Gauge,
+                "Pearson correlation between the layer's label-hull-distance vector and the reference's (baseline checkpoint, previous checkpoint, or this checkpoint's test split), from -1 to 1.",
+            ),
+            Fam::StageStep => (
+                "probewatch_stage_step",
+                Gauge,
+                "Training step of the checkpoint whose values of this late analysis stage the layer's series show, in steps.",
+            ),
+            Fam::StageDuration => (
+                "probewatch_stage_duration_seconds",
+                Histogram,
+                "Wall-clock time one analysis stage of one checkpoint of the run took, pauses for newer checkpoints' core stage excluded, in seconds.",
+            ),
+            Fam::StageOutcomes => (
+                "probewatch_stage_outcomes_total",
+                Counter,
+                "Analysis stages of the run's checkpoints by stage and outcome (done, abandoned when the late-stage budget ran out, skipped for a newer checkpoint, deferred by a shutdown, failed) since the process started.",
+            ),
+            Fam::AnalysisStep => (
+                "probewatch_analysis_step",
+                Gauge,
+                "Training step of the checkpoint whose analysis stage is running now, in steps (present only while it runs).",
+            ),
+            Fam::AnalysisStarted => (
+                "probewatch_analysis_started_timestamp_seconds",
+                Gauge,
+                "Start time of the analysis stage running now, in seconds since the Unix epoch (present only while it runs).",
+            ),
+            Fam::AnalysisLayersDone => (
+                "probewatch_analysis_layers_done",
+                Gauge,
+                "Layers of the running analysis stage finished so far (present only while it runs).",
+            ),
+            Fam::AnalysisLayers => (
+                "probewatch_analysis_layers",
+                Gauge,
+                "Layers the running analysis stage works on (present only while it runs).",
+            ),
             Fam::BuildInfo => (
                 "probewatch_build_info",
                 Gauge,
@@ -473,6 +565,21 @@ struct ReloadLabels {
     result: String,
 }
 
+/// Label set `{run, stage}` of the per-stage families.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    run: String,
+    stage: String,
+}
+
+/// Label set `{run, stage, outcome}` of `probewatch_stage_outcomes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    run: String,
+    stage: String,
+    outcome: String,
+}
+
 /// Label set `{run, kind}` of `probewatch_checkpoints_failed_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
@@ -536,7 +643,9 @@ fn gather<'a>(runs: &'a [Arc<RunSnapshot>]) -> Vec<Vec<Sample<'a>>> {
                 labels.push((key, Cow::Owned(value.to_owned())));
                 labels
             };
-            push(Fam::Clusters, base(), Value::Count(l.clusters));
+            if let Some(n) = l.clusters {
+                push(Fam::Clusters, base(), Value::Count(n));
+            }
             push(Fam::Labels, base(), Value::Count(l.labels));
             if let Some(n) = l.clusters_baseline {
                 push(Fam::ClustersBaseline, base(), Value::Count(n));
@@ -553,17 +662,24 @@ fn gather<'a>(runs: &'a [Arc<RunSnapshot>]) -> Vec<Vec<Sample<'a>>> {
                     (Fam::LabelMinDistanceBaseline, s.min_distance_baseline),
                     (Fam::LabelMinDistanceChangeRatio, s.change_ratio),
                     (Fam::CentroidMovement, s.centroid_movement),
+                    (Fam::LabelHullMinDistance, s.hull_min_distance),
+                    (
+                        Fam::LabelHullMinDistanceNormalized,
+                        s.hull_min_distance_normalized,
+                    ),
+                    (
+                        Fam::LabelHullMinDistanceNormalizedBaseline,
+                        s.hull_min_distance_normalized_baseline,
+                    ),
                 ];
                 for (fam, v) in per_label {
                     if let Some(v) = v {
                         push(fam, with("label", &s.label), Value::Real(v));
                     }
                 }
-                push(
-                    Fam::LabelClusters,
-                    with("label", &s.label),
-                    Value::Count(s.clusters),
-                );
+                if let Some(n) = s.clusters {
+                    push(Fam::LabelClusters, with("label", &s.label), Value::Count(n));
+                }
             }
             let similarities = [
                 ("baseline", l.similarity_baseline),
@@ -578,6 +694,23 @@ fn gather<'a>(runs: &'a [Arc<RunSnapshot>]) -> Vec<Vec<Sample<'a>>> {
                         Value::Real(v),
                     );
                 }
+            }
+            let hull_similarities = [
+                ("baseline", l.hull_similarity_baseline),
+                ("previous", l.hull_similarity_previous),
+                ("test", l.hull_similarity_test),
+            ];
+            for (reference, v) in hull_similarities {
+                if let Some(v) = v {
+                    push(
+                        Fam::HullSimilarity,
+                        with("reference", reference),
+                        Value::Real(v),
+                    );
+                }
+            }
+            for (stage, step) in &l.stage_steps {
+                push(Fam::StageStep, with("stage", stage), Value::Count(*step));
             }
             for (split, v) in &l.accuracy {
                 push(Fam::ProbeAccuracy, with("split", split), Value::Real(*v));
@@ -658,6 +791,14 @@ pub struct Metrics {
     reload_ok: Gauge,
     reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
     reloads: Family<ReloadLabels, Counter>,
+    stage_duration: Family<StageLabels, Histogram, fn() -> Histogram>,
+    stage_outcomes: Family<OutcomeLabels, Counter>,
+    running_step: Family<StageLabels, Gauge>,
+    running_started: Family<StageLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    running_done: Family<StageLabels, Gauge>,
+    running_layers: Family<StageLabels, Gauge>,
+    /// The (run, stage, outcome) triples of `stage_outcomes`.
+    stage_keys: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>>,
     /// The (run, kind) pairs of `failed`, for [`Metrics::remove_run`].
     failure_kinds: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
@@ -697,6 +838,19 @@ impl Metrics {
         Fam::ConfigReloadSuccessful.register(&mut registry, reload_ok.clone());
         Fam::ConfigReloadTimestamp.register(&mut registry, reload_time.clone());
         Fam::ConfigReloads.register(&mut registry, reloads.clone());
+        let stage_duration: Family<StageLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        let stage_outcomes = Family::default();
+        let running_step = Family::default();
+        let running_started = Family::default();
+        let running_done = Family::default();
+        let running_layers = Family::default();
+        Fam::StageDuration.register(&mut registry, stage_duration.clone());
+        Fam::StageOutcomes.register(&mut registry, stage_outcomes.clone());
+        Fam::AnalysisStep.register(&mut registry, running_step.clone());
+        Fam::AnalysisStarted.register(&mut registry, running_started.clone());
+        Fam::AnalysisLayersDone.register(&mut registry, running_done.clone());
+        Fam::AnalysisLayers.register(&mut registry, running_layers.clone());
         registry.register_collector(Box::new(SnapshotCollector {
             snapshots: Arc::clone(&snapshots),
         }));
@@ -712,6 +866,13 @@ impl Metrics {
             reload_ok,
             reload_time,
             reloads,
+            stage_duration,
+            stage_outcomes,
+            running_step,
+            running_started,
+            running_done,
+            running_layers,
+            stage_keys: Default::default(),
             failure_kinds: Default::default(),
         };
         metrics.set_shard(0, 1);
@@ -787,6 +948,25 @@ impl Metrics {
         self.skipped.remove(&labels);
         self.duration.remove(&labels);
         self.queue_depth.remove(&labels);
+        for stage in crate::analysis::Stage::ALL {
+            let sl = stage_labels(run, stage.as_str());
+            self.stage_duration.remove(&sl);
+            self.stage_ended(run, stage.as_str());
+        }
+        self.stage_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(r, stage, outcome)| {
+                if r != run {
+                    return true;
+                }
+                self.stage_outcomes.remove(&OutcomeLabels {
+                    run: run.to_owned(),
+                    stage: stage.clone(),
+                    outcome: outcome.clone(),
+                });
+                false
+            });
         // Failure counters are keyed by (run, kind): drop this run's.
         let mut kinds = self
             .failure_kinds
@@ -840,6 +1020,66 @@ impl Metrics {
         self.skipped.get_or_create(&run_labels(run)).inc_by(n);
     }
 
+    /// A stage of `run` started on the checkpoint of `step` over `layers`
+    /// layers at `unix_seconds`: the in-progress gauges appear.
+    pub fn stage_started(
+        &self,
+        run: &str,
+        stage: &str,
+        step: u64,
+        layers: usize,
+        unix_seconds: f64,
+    ) {
+        let l = stage_labels(run, stage);
+        self.running_step
+            .get_or_create(&l)
+            .set(i64::try_from(step).unwrap_or(i64::MAX));
+        self.running_started.get_or_create(&l).set(unix_seconds);
+        self.running_done.get_or_create(&l).set(0);
+        self.running_layers
+            .get_or_create(&l)
+            .set(i64::try_from(layers).unwrap_or(i64::MAX));
+    }
+
+    /// One more layer of the running stage is finished.
+    pub fn stage_layer_done(&self, run: &str, stage: &str) {
+        self.running_done
+            .get_or_create(&stage_labels(run, stage))
+            .inc();
+    }
+
+    /// The running stage ended: the in-progress gauges go.
+    pub fn stage_ended(&self, run: &str, stage: &str) {
+        let l = stage_labels(run, stage);
+        self.running_step.remove(&l);
+        self.running_started.remove(&l);
+        self.running_done.remove(&l);
+        self.running_layers.remove(&l);
+    }
+
+    /// Counts one stage of one checkpoint of `run` with its `outcome`
+    /// (`done`, `abandoned`, `skipped`, `deferred`, `failed`); a finished
+    /// stage (`seconds` given) is recorded in the duration histogram.
+    pub fn stage_outcome(&self, run: &str, stage: &str, outcome: &str, seconds: Option<f64>) {
+        self.stage_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((run.to_owned(), stage.to_owned(), outcome.to_owned()));
+        self.stage_outcomes
+            .get_or_create(&OutcomeLabels {
+                run: run.to_owned(),
+                stage: stage.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if let Some(s) = seconds {
+            let s = if s.is_finite() && s > 0.0 { s } else { 0.0 };
+            self.stage_duration
+                .get_or_create(&stage_labels(run, stage))
+                .observe(s);
+        }
+    }
+
     /// Sets the number of checkpoints of `run` waiting for analysis.
     pub fn set_queue_depth(&self, run: &str, depth: i64) {
         self.touch_run(run);
@@ -877,6 +1117,13 @@ impl Metrics {
         drop(self.skipped.get_or_create(&labels));
         drop(self.duration.get_or_create(&labels));
         drop(self.queue_depth.get_or_create(&labels));
+    }
+}
+
+fn stage_labels(run: &str, stage: &str) -> StageLabels {
+    StageLabels {
+        run: run.to_owned(),
+        stage: stage.to_owned(),
     }
 }
 
@@ -1011,7 +1258,7 @@ mod tests {
             min_distance_normalized_best: Some(d),
             min_distance_baseline: Some(d + 1.0),
             change_ratio: Some(-0.25),
-            clusters: 2,
+            clusters: Some(2),
             centroid_movement: Some(0.5),
         }
     }
@@ -1025,7 +1272,7 @@ mod tests {
             layers: vec![LayerSnapshot {
                 task: "upos".to_owned(),
                 layer: 3,
-                clusters: 10 + step,
+                clusters: Some(10 + step),
                 labels: labels.len() as u64,
                 clusters_baseline: Some(9),
                 scale: 2.0 * x,

@@ -63,7 +63,25 @@ pub const UNKNOWN_ERROR_KIND: &str = "unknown";
 /// The schema migrations, in order: migration `i` (1-based) brings a file
 /// from `user_version = i - 1` to `user_version = i`. Append only; never edit
 /// a migration that has shipped.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+
+/// Migration 2: what each analysis stage did to each checkpoint (the
+/// core stage is the checkpoint row itself; late stages may finish later,
+/// be abandoned when their budget runs out, skipped for a newer
+/// checkpoint, or deferred by a shutdown and resumed after a restart).
+const MIGRATION_2: &str = "
+CREATE TABLE stage_run (
+    checkpoint    INTEGER NOT NULL REFERENCES checkpoint (id) ON DELETE CASCADE,
+    stage         TEXT NOT NULL,
+    outcome       TEXT NOT NULL CHECK (outcome IN ('done', 'abandoned', 'skipped', 'deferred', 'failed')),
+    seconds       REAL NOT NULL,
+    layers_done   INTEGER NOT NULL CHECK (layers_done >= 0),
+    layers        INTEGER NOT NULL CHECK (layers >= 0),
+    finished_unix REAL NOT NULL,
+    detail        TEXT,
+    PRIMARY KEY (checkpoint, stage)
+);
+";
 
 /// Migration 1: the initial schema.
 const MIGRATION_1: &str = "
@@ -362,6 +380,25 @@ pub struct LayerRecord {
     pub centroids: Vec<f32>,
     /// `D`, the width of a centroid row (0 when `centroids` is empty).
     pub centroid_dim: u32,
+}
+
+/// One late stage's outcome for [`Store::record_stage`].
+#[derive(Debug, Clone, Copy)]
+pub struct StageRecord<'a> {
+    /// Stage name (`test_hulls`, `clusters`, …).
+    pub stage: &'a str,
+    /// `done`, `abandoned`, `skipped`, `deferred` or `failed`.
+    pub outcome: &'a str,
+    /// Working seconds (pauses excluded).
+    pub seconds: f64,
+    /// Layers the stage finished.
+    pub layers_done: usize,
+    /// Layers it was to work on.
+    pub layers: usize,
+    /// When it ended, seconds since the Unix epoch.
+    pub finished_unix: f64,
+    /// Why it was not done, when it was not.
+    pub detail: Option<&'a str>,
 }
 
 /// A checkpoint to record with [`Store::record_checkpoint`].
@@ -981,6 +1018,87 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Replaces the reports (and comparisons) of layers of a stored
+    /// checkpoint with the ones a late stage completed, and records the
+    /// stage's outcome, in one transaction. Only existing (task, layer) rows
+    /// are updated; centroids are the core stage's and stay.
+    pub fn record_stage(
+        &mut self,
+        checkpoint_id: i64,
+        layers: &[LayerRecord],
+        stage: &StageRecord<'_>,
+    ) -> Result<(), StoreError> {
+        let db = self.db.as_path();
+        let what = || {
+            format!(
+                "recording stage {} of checkpoint {checkpoint_id}",
+                stage.stage
+            )
+        };
+        if !stage.seconds.is_finite() || !stage.finished_unix.is_finite() {
+            return Err(StoreError::Sqlite {
+                db: db.to_path_buf(),
+                context: what(),
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(db, what()))?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "UPDATE layer SET report_json = ?4, comparison_json = ?5 \
+                     WHERE checkpoint = ?1 AND task = ?2 AND layer = ?3",
+                )
+                .map_err(sql_err(db, what()))?;
+            for l in layers {
+                up.execute(rusqlite::params![
+                    checkpoint_id,
+                    l.task,
+                    l.layer,
+                    l.report_json,
+                    l.comparison_json
+                ])
+                .map_err(sql_err(db, what()))?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO stage_run \
+                 (checkpoint, stage, outcome, seconds, layers_done, layers, finished_unix, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![
+                    checkpoint_id,
+                    stage.stage,
+                    stage.outcome,
+                    stage.seconds,
+                    stage.layers_done as i64,
+                    stage.layers as i64,
+                    stage.finished_unix,
+                    stage.detail
+                ],
+            )
+            .map_err(sql_err(db, what()))?;
+        }
+        tx.commit().map_err(sql_err(db, what()))
+    }
+
+    /// The stage outcomes recorded for a checkpoint: `(stage, outcome)`.
+    pub fn stage_runs(&self, checkpoint_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let what = || format!("reading the stages of checkpoint {checkpoint_id}");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT stage, outcome FROM stage_run WHERE checkpoint = ?1 ORDER BY stage",
+            )
+            .map_err(sql_err(&self.db, what()))?;
+        let rows = stmt
+            .query_map([checkpoint_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql_err(&self.db, what()))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql_err(&self.db, what()))
     }
 
     /// Makes a `Done` checkpoint of `run` its baseline (replacing any other).

@@ -25,9 +25,11 @@ use serde::Serialize;
 use super::classifier::{ClassifierReport, MeanStd};
 use super::directprobe::{self, Cluster, ClusterStats, Clustering, LabelledPoints};
 use super::hull::{
-    ClusterGram, Gram, HullParams, PointSet, Query, hull_distance, point_distance_with, rms_radius,
+    ClusterGram, Gram, HullParams, PointSet, Query, Verdict, hull_distance, point_distance_with,
+    rms_radius,
 };
 use super::memory::{CompactWarm, LayerMemory, cluster_key};
+use super::working_set::hull_distance_ws;
 
 /// How the distance between two labels is formed from their cluster
 /// distances.
@@ -148,6 +150,34 @@ pub struct ClusterDistanceSummary {
 pub struct LayerReport {
     /// Layer index (0 = embedding output); set by the caller.
     pub layer: usize,
+    /// Whether the `clusters` stage is in this report: DirectProbe's
+    /// partition and everything measured on it (`clusters`,
+    /// `clusters_per_label`, `label_distance*`, `min_label_distance*`,
+    /// `cluster_distance`, `accuracy`, `cluster_stats`). A core-only report
+    /// ([`measure_core`]) has those fields empty. Reports stored before
+    /// stages existed hold everything (the default).
+    #[serde(default = "yes")]
+    pub clustered: bool,
+    /// Fit-split points per label index (the core stage; empty in reports
+    /// stored before it existed).
+    #[serde(default)]
+    pub label_counts: Vec<usize>,
+    /// `[a, b, h(a, b)]` for every pair of labels present in the fit split,
+    /// `a < b`: the distance between the convex hull of *all* fit-split
+    /// points of `a` and that of `b` (0 when they intersect). Exact and
+    /// cheap (one solve per pair, no clustering); equal to `label_distance`
+    /// when every label is one cluster, never larger otherwise.
+    #[serde(default)]
+    pub label_hull_distance: Vec<(u32, u32, f64)>,
+    /// `label_hull_distance` divided by `scale`.
+    #[serde(default)]
+    pub label_hull_distance_normalized: Vec<(u32, u32, f64)>,
+    /// Per label: min over other labels of `h(a, b)`; `None` when absent.
+    #[serde(default)]
+    pub min_label_hull_distance: Vec<Option<f64>>,
+    /// `min_label_hull_distance` divided by `scale`.
+    #[serde(default)]
+    pub min_label_hull_distance_normalized: Vec<Option<f64>>,
     /// Whether the partition was frozen (re-used from the baseline) rather
     /// than clustered on this checkpoint.
     pub frozen_partition: bool,
@@ -171,8 +201,10 @@ pub struct LayerReport {
     pub cluster_distance: ClusterDistanceSummary,
     /// Nearest-cluster accuracy per non-train split with points.
     pub accuracy: BTreeMap<String, f64>,
-    /// Spatial similarities; `train_test` is the Pearson correlation of the
-    /// train and test label-distance vectors.
+    /// Spatial similarities: `train_test` is the Pearson correlation of the
+    /// train and test label-distance vectors (DirectProbe on both splits;
+    /// the `test_clusters` stage), `train_test_hull` that of the train and
+    /// test label-hull-distance vectors (the core stage).
     pub similarity: BTreeMap<String, Option<f64>>,
     /// Number of DirectProbe clusters on the test split (when run).
     pub test_clusters: Option<usize>,
@@ -204,6 +236,16 @@ pub struct LayerReport {
     /// time itself).
     pub seconds: f64,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// Key of the core stage's train/test similarity in
+/// [`LayerReport::similarity`].
+pub const TRAIN_TEST_HULL: &str = "train_test_hull";
+/// Key of the `test_clusters` stage's train/test similarity.
+pub const TRAIN_TEST: &str = "train_test";
 
 fn rows_of(split: &[u8], s: u8) -> Vec<usize> {
     split
@@ -252,15 +294,19 @@ fn label_distances(
     hull: &HullParams,
     warm: Option<&HashMap<(u64, u64), CompactWarm>>,
     remember: &mut HashMap<(u64, u64), CompactWarm>,
-) -> (Vec<(u32, u32, f64)>, ClusterDistanceSummary) {
+    keep_going: KeepGoing<'_>,
+) -> Result<(Vec<(u32, u32, f64)>, ClusterDistanceSummary), Interrupted> {
     let pairs: Vec<(usize, usize)> = (0..clusters.len())
         .flat_map(|x| (x + 1..clusters.len()).map(move |y| (x, y)))
         .filter(|&(x, y)| clusters[x].label != clusters[y].label)
         .collect();
     let keys: Vec<u64> = clusters.iter().map(|c| cluster_key(c)).collect();
-    let solved: Vec<(f64, CompactWarm)> = pairs
+    let solved: Option<Vec<(f64, CompactWarm)>> = pairs
         .par_iter()
         .map(|&(x, y)| {
+            if !keep_going() {
+                return None;
+            }
             let w = warm
                 .and_then(|m| m.get(&(keys[x], keys[y])))
                 .map(CompactWarm::to_warm);
@@ -271,9 +317,10 @@ fn label_distances(
                 hull,
                 w.as_ref(),
             );
-            (r.distance(), CompactWarm::from_result(&r, false))
+            Some((r.distance(), CompactWarm::from_result(&r, false)))
         })
         .collect();
+    let solved = solved.ok_or(Interrupted)?;
     let mut dists = Vec::with_capacity(solved.len());
     for (&(x, y), (d, w)) in pairs.iter().zip(solved) {
         dists.push(d);
@@ -309,7 +356,7 @@ fn label_distances(
             (a, b, d)
         })
         .collect();
-    (out, summary)
+    Ok((out, summary))
 }
 
 /// Index of the cluster whose hull is nearest to `p` (ties: lowest index).
@@ -479,9 +526,34 @@ pub enum Partition {
     Frozen,
 }
 
+/// The caller stopped a stage before it finished: its `keep_going` answered
+/// false. Nothing of the stage is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted by the caller")]
+pub struct Interrupted;
+
+/// Asked between steps of a long stage; `false` stops it with
+/// [`Interrupted`]. It may block (the caller pauses the work inside it). The
+/// core never looks at a clock: budgets and pauses are the caller's.
+pub type KeepGoing<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// A [`KeepGoing`] that never stops.
+pub fn never_stop() -> bool {
+    true
+}
+
+/// The whole-layer Gram matrix when it fits `params.gram_budget_bytes`.
+pub fn layer_gram(input: &LayerInput<'_>, params: &MeasureParams) -> Option<Gram> {
+    let n = input.labels.len();
+    (params.gram_budget_bytes > 0 && Gram::fits(n, params.gram_budget_bytes))
+        .then(|| Gram::new(input.data, input.dim))
+}
+
 /// [`measure_layer`] for one checkpoint of a sequence: warm-started from the
 /// previous checkpoint's [`LayerMemory`] of the same (task, layer), and
-/// returning the memory for the next one.
+/// returning the memory for the next one. Runs every stage in order:
+/// [`measure_core`], [`measure_test_hulls`], [`measure_clusters`],
+/// [`measure_test_clusters`].
 ///
 /// With [`Partition::Recluster`] the report equals the cold
 /// [`measure_layer`]'s: the same clusters and verdicts, distances within the
@@ -501,10 +573,162 @@ pub fn measure_layer_with(
     let input_key = input_fingerprint(&input, params, partition, memory);
     if let Some(m) = memory {
         if let Some(r) = m.report.as_deref() {
-            if m.input_key == input_key {
+            if m.input_key == input_key && r.clustered {
                 let mut again = m.clone();
                 again.reused = true;
                 return (r.clone(), again);
+            }
+        }
+    }
+    let (mut report, mut next) = measure_core(input, params, memory);
+    let always: KeepGoing<'_> = &never_stop;
+    measure_test_hulls(input, params, memory, &mut report, &mut next, always)
+        .expect("never interrupted");
+    let gram_matrix = layer_gram(&input, params);
+    let gram = gram_matrix.as_ref();
+    measure_clusters(
+        input,
+        params,
+        gram,
+        memory,
+        partition,
+        &mut report,
+        &mut next,
+        always,
+    )
+    .expect("never interrupted");
+    measure_test_clusters(
+        input,
+        params,
+        gram,
+        memory,
+        partition,
+        &mut report,
+        &mut next,
+        always,
+    )
+    .expect("never interrupted");
+    next.input_key = input_key;
+    next.reused = false;
+    next.report = Some(Box::new(report.clone()));
+    (report, next)
+}
+
+/// The report a memory holds for exactly this input, when it has the
+/// `clusters` stage (a frozen layer: nothing to recompute).
+pub fn reusable<'m>(
+    input: &LayerInput<'_>,
+    params: &MeasureParams,
+    memory: Option<&'m LayerMemory>,
+    partition: Partition,
+) -> Option<&'m LayerReport> {
+    let m = memory.filter(|m| m.rows == input.labels.len())?;
+    let r = m.report.as_deref()?;
+    (r.clustered && m.input_key == input_fingerprint(input, params, partition, Some(m)))
+        .then_some(r)
+}
+
+/// The fingerprint [`reusable`] compares, for a memory being built.
+pub fn fingerprint(
+    input: &LayerInput<'_>,
+    params: &MeasureParams,
+    partition: Partition,
+    memory: Option<&LayerMemory>,
+) -> [u64; 2] {
+    input_fingerprint(input, params, partition, memory)
+}
+
+/// Label-hull distances of `rows`: for every pair of labels present among
+/// them, the certified distance between the hulls of their points (one
+/// solve per pair, warm-started from `warm` by label pair; the new warm
+/// starts go to `remember`). The rows are copied into one compact matrix
+/// so its Gram matrix fits the budget more often than the layer's would.
+#[allow(clippy::too_many_arguments)] // the layer, the rows, the solver, warm starts in and out
+fn label_hull_distances(
+    data: &[f32],
+    dim: usize,
+    labels: &[u32],
+    n_labels: usize,
+    rows: &[usize],
+    hull: &HullParams,
+    gram_budget_bytes: usize,
+    warm: Option<&HashMap<(u32, u32), CompactWarm>>,
+    remember: &mut HashMap<(u32, u32), CompactWarm>,
+    keep_going: KeepGoing<'_>,
+) -> Result<(Vec<(u32, u32, f64)>, usize), Interrupted> {
+    let mut compact = Vec::with_capacity(rows.len() * dim);
+    let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); n_labels];
+    for (pos, &r) in rows.iter().enumerate() {
+        compact.extend_from_slice(&data[r * dim..(r + 1) * dim]);
+        by_label[labels[r] as usize].push(pos);
+    }
+    let gram_matrix = (gram_budget_bytes > 0 && Gram::fits(rows.len(), gram_budget_bytes))
+        .then(|| Gram::new(&compact, dim));
+    let gram = gram_matrix.as_ref();
+    let present: Vec<usize> = (0..n_labels).filter(|&l| !by_label[l].is_empty()).collect();
+    let pairs: Vec<(usize, usize)> = present
+        .iter()
+        .enumerate()
+        .flat_map(|(k, &a)| present[k + 1..].iter().map(move |&b| (a, b)))
+        .collect();
+    let solved: Option<Vec<(f64, bool, CompactWarm)>> = pairs
+        .par_iter()
+        .map(|&(a, b)| {
+            if !keep_going() {
+                return None;
+            }
+            let w = warm
+                .and_then(|m| m.get(&(a as u32, b as u32)))
+                .map(CompactWarm::to_warm);
+            let r = hull_distance_ws(
+                PointSet::subset_with(&compact, dim, &by_label[a], gram),
+                PointSet::subset_with(&compact, dim, &by_label[b], gram),
+                Query::Distance,
+                hull,
+                w.as_ref(),
+            );
+            Some((
+                r.distance(),
+                r.verdict == Verdict::Undetermined,
+                CompactWarm::from_result(&r, true),
+            ))
+        })
+        .collect();
+    let solved = solved.ok_or(Interrupted)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    let mut undetermined = 0;
+    for (&(a, b), (d, u, w)) in pairs.iter().zip(solved) {
+        out.push((a as u32, b as u32, d));
+        undetermined += usize::from(u);
+        remember.insert((a as u32, b as u32), w);
+    }
+    Ok((out, undetermined))
+}
+
+/// The core stage of one layer: cheap, exact, no clustering. The fit
+/// split's scale and label centroids, the label-hull distance of every
+/// label pair (the hull of all fit-split points of one label against
+/// another's: one certified solve per pair) with each label's minimum and
+/// their normalized forms. The test split's label hulls are the
+/// `test_hulls` stage ([`measure_test_hulls`]): on a large test split they
+/// cost many times the fit split's.
+///
+/// The report's cluster fields are empty and `clustered` is false; the
+/// memory holds the label-pair warm starts and, with the report, the
+/// input's fingerprint (an unchanged layer gets the same report again).
+pub fn measure_core(
+    input: LayerInput<'_>,
+    params: &MeasureParams,
+    memory: Option<&LayerMemory>,
+) -> (LayerReport, LayerMemory) {
+    let memory = memory.filter(|m| m.rows == input.labels.len());
+    let input_key = input_fingerprint(&input, params, Partition::Recluster, None);
+    if let Some(m) = memory {
+        if let Some(r) = m.report.as_deref() {
+            if m.core_key == input_key && !r.label_counts.is_empty() {
+                let mut again = m.clone();
+                again.reused = true;
+                return (core_part(r), again);
             }
         }
     }
@@ -525,15 +749,210 @@ pub fn measure_layer_with(
         .expect("the fit split") as u8;
     let train = rows_of(split, train_id);
     let (scale, centroids) = scale_and_centroids(data, dim, labels, n_labels, &train);
+    let mut label_counts = vec![0usize; n_labels];
+    for &r in &train {
+        label_counts[labels[r] as usize] += 1;
+    }
     let hull = HullParams {
         scale: Some(if scale > 0.0 { scale } else { 1.0 }),
         ..params.hull
     };
-    let n_rows = labels.len();
-    let gram_matrix = (params.gram_budget_bytes > 0
-        && Gram::fits(n_rows, params.gram_budget_bytes))
-    .then(|| Gram::new(data, dim));
-    let gram = gram_matrix.as_ref();
+    let mut next = LayerMemory {
+        rows: labels.len(),
+        ..Default::default()
+    };
+    let (label_hull_distance, undetermined) = label_hull_distances(
+        data,
+        dim,
+        labels,
+        n_labels,
+        &train,
+        &hull,
+        params.gram_budget_bytes,
+        memory.map(|m| &m.core_train),
+        &mut next.core_train,
+        &never_stop,
+    )
+    .expect("never interrupted");
+    let norm = |v: f64| if scale > 0.0 { v / scale } else { 0.0 };
+    let min_label_hull_distance = min_distances(n_labels, &label_hull_distance);
+    let similarity = BTreeMap::new();
+    let mut split_sizes = BTreeMap::new();
+    for (s, name) in split_names.iter().enumerate() {
+        split_sizes.insert(
+            name.clone(),
+            split.iter().filter(|&&x| x == s as u8).count(),
+        );
+    }
+    let report = LayerReport {
+        layer: 0,
+        clustered: false,
+        label_counts,
+        label_hull_distance_normalized: label_hull_distance
+            .iter()
+            .map(|&(a, b, d)| (a, b, norm(d)))
+            .collect(),
+        label_hull_distance,
+        min_label_hull_distance_normalized: min_label_hull_distance
+            .iter()
+            .map(|d| d.map(norm))
+            .collect(),
+        min_label_hull_distance,
+        frozen_partition: false,
+        clusters: 0,
+        labels_present: centroids.iter().filter(|c| c.is_some()).count(),
+        clusters_per_label: vec![0; n_labels],
+        label_distance: Vec::new(),
+        label_distance_normalized: Vec::new(),
+        min_label_distance: vec![None; n_labels],
+        min_label_distance_normalized: vec![None; n_labels],
+        scale,
+        cluster_distance: ClusterDistanceSummary::default(),
+        accuracy: BTreeMap::new(),
+        similarity,
+        test_clusters: None,
+        split_sizes,
+        cluster_stats: ClusterStats {
+            undetermined,
+            ..ClusterStats::default()
+        },
+        centroids,
+        train_clusters: Vec::new(),
+        label_names: Vec::new(),
+        classifier_accuracy: None,
+        classifier: None,
+        seconds: 0.0,
+    };
+    next.core_key = input_key;
+    next.report = Some(Box::new(report.clone()));
+    (report, next)
+}
+
+/// The `test_hulls` stage: the label-hull distances of the `test` split
+/// and their Pearson similarity with the fit split's
+/// (`similarity["train_test_hull"]`); exact, no clustering. Needs the core
+/// stage's `report`; does nothing without a `test` split (other than the
+/// fit split) or with `params.train_test_similarity` off. `keep_going` is
+/// asked between label pairs.
+pub fn measure_test_hulls(
+    input: LayerInput<'_>,
+    params: &MeasureParams,
+    memory: Option<&LayerMemory>,
+    report: &mut LayerReport,
+    next: &mut LayerMemory,
+    keep_going: KeepGoing<'_>,
+) -> Result<(), Interrupted> {
+    let memory = memory.filter(|m| m.rows == input.labels.len());
+    if !params.train_test_similarity {
+        return Ok(());
+    }
+    let Some(test_id) = input.split_names.iter().position(|s| s == "test") else {
+        return Ok(());
+    };
+    if input.split_names[test_id] == input.fit_split {
+        return Ok(());
+    }
+    let test = rows_of(input.split, test_id as u8);
+    if test.is_empty() {
+        return Ok(());
+    }
+    let scale = report.scale;
+    let hull = HullParams {
+        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
+        ..params.hull
+    };
+    let (test_hd, u) = label_hull_distances(
+        input.data,
+        input.dim,
+        input.labels,
+        input.n_labels,
+        &test,
+        &hull,
+        params.gram_budget_bytes,
+        memory.map(|m| &m.core_test),
+        &mut next.core_test,
+        keep_going,
+    )?;
+    report.cluster_stats.undetermined += u;
+    report.similarity.insert(
+        TRAIN_TEST_HULL.to_string(),
+        distance_similarity(&report.label_hull_distance, &test_hd),
+    );
+    Ok(())
+}
+
+/// The core stage's part of a report (the late stages' fields emptied).
+pub fn core_part(r: &LayerReport) -> LayerReport {
+    let k = r.min_label_distance.len().max(r.label_counts.len());
+    let mut similarity = BTreeMap::new();
+    if let Some(v) = r.similarity.get(TRAIN_TEST_HULL) {
+        similarity.insert(TRAIN_TEST_HULL.to_string(), *v);
+    }
+    LayerReport {
+        clustered: false,
+        frozen_partition: false,
+        clusters: 0,
+        clusters_per_label: vec![0; k],
+        label_distance: Vec::new(),
+        label_distance_normalized: Vec::new(),
+        min_label_distance: vec![None; k],
+        min_label_distance_normalized: vec![None; k],
+        cluster_distance: ClusterDistanceSummary::default(),
+        accuracy: BTreeMap::new(),
+        similarity,
+        test_clusters: None,
+        cluster_stats: ClusterStats {
+            undetermined: 0,
+            ..ClusterStats::default()
+        },
+        train_clusters: Vec::new(),
+        classifier_accuracy: None,
+        classifier: None,
+        ..r.clone()
+    }
+}
+
+/// The `clusters` stage: DirectProbe on the fit split (or, with
+/// [`Partition::Frozen`] and a memory, the memory's partition), the
+/// distance of every pair of clusters of different labels, label distances
+/// and each label's minimum, and nearest-cluster accuracy for every other
+/// split with points. Fills those fields of `report` (a [`measure_core`]
+/// report of the same input, whose scale sets the solver's tolerance) and
+/// sets `clustered`; warm starts come from `memory` and go to `next`.
+///
+/// `keep_going` is asked between solves; when it answers false the stage
+/// stops with [`Interrupted`] and `report` is left as it was.
+#[allow(clippy::too_many_arguments)] // the layer, the parameters, memories in and out, the report, the caller's brake
+pub fn measure_clusters(
+    input: LayerInput<'_>,
+    params: &MeasureParams,
+    gram: Option<&Gram>,
+    memory: Option<&LayerMemory>,
+    partition: Partition,
+    report: &mut LayerReport,
+    next: &mut LayerMemory,
+    keep_going: KeepGoing<'_>,
+) -> Result<(), Interrupted> {
+    let memory = memory.filter(|m| m.rows == input.labels.len());
+    let LayerInput {
+        data,
+        dim,
+        labels,
+        n_labels,
+        split,
+        split_names,
+        fit_split,
+    } = input;
+    let train_id = split_names
+        .iter()
+        .position(|s| s == fit_split)
+        .expect("the fit split") as u8;
+    let train = rows_of(split, train_id);
+    let scale = report.scale;
+    let hull = HullParams {
+        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
+        ..params.hull
+    };
     let lp = LabelledPoints {
         data,
         dim,
@@ -542,14 +961,14 @@ pub fn measure_layer_with(
         rows: &train,
         gram,
     };
-    let mut next = LayerMemory {
-        rows: labels.len(),
-        ..Default::default()
-    };
+    next.rows = labels.len();
     let frozen = match (partition, memory) {
-        (Partition::Frozen, Some(m)) => Some(m),
+        (Partition::Frozen, Some(m)) if !m.train_clusters.is_empty() => Some(m),
         _ => None,
     };
+    if !keep_going() {
+        return Err(Interrupted);
+    }
     let clustering = match frozen {
         Some(m) => frozen_clustering(&m.train_clusters, labels, n_labels),
         None => {
@@ -558,6 +977,9 @@ pub fn measure_layer_with(
             c
         }
     };
+    if !keep_going() {
+        return Err(Interrupted);
+    }
     let kept: Vec<&Cluster> = clustering
         .clusters
         .iter()
@@ -572,7 +994,8 @@ pub fn measure_layer_with(
         &hull,
         memory.map(|m| &m.distances),
         &mut next.distances,
-    );
+        keep_going,
+    )?;
     let min_label_distance = min_distances(n_labels, &label_distance);
     let norm = |v: f64| if scale > 0.0 { v / scale } else { 0.0 };
     let label_distance_normalized = label_distance
@@ -589,7 +1012,6 @@ pub fn measure_layer_with(
     }
     let min_label_distance_normalized = min_label_distance.iter().map(|d| d.map(norm)).collect();
 
-    let mut split_sizes = BTreeMap::new();
     let mut accuracy = BTreeMap::new();
     // Without a whole-layer Gram matrix, give the largest clusters their
     // own (within budget) for the many point queries against them.
@@ -634,17 +1056,19 @@ pub fn measure_layer_with(
     let kept_keys: Vec<u64> = kept.iter().map(|c| cluster_key(c)).collect();
     for (s, name) in split_names.iter().enumerate() {
         let rows = rows_of(split, s as u8);
-        split_sizes.insert(name.clone(), rows.len());
         if s as u8 == train_id || rows.is_empty() || kept.is_empty() {
             continue;
         }
-        let found: Vec<Option<usize>> = rows
+        let found: Option<Vec<Option<usize>>> = rows
             .par_iter()
             .map(|&r| {
+                if !keep_going() {
+                    return None;
+                }
                 let hint = memory
                     .and_then(|m| m.nearest.get(&r))
                     .and_then(|key| kept_keys.iter().position(|k| k == key));
-                nearest_cluster(
+                Some(nearest_cluster(
                     data,
                     dim,
                     gram,
@@ -654,9 +1078,10 @@ pub fn measure_layer_with(
                     r,
                     &hull,
                     hint,
-                )
+                ))
             })
             .collect();
+        let found = found.ok_or(Interrupted)?;
         let mut correct = 0usize;
         for (&r, k) in rows.iter().zip(found) {
             if let Some(k) = k {
@@ -666,77 +1091,113 @@ pub fn measure_layer_with(
         }
         accuracy.insert(name.clone(), correct as f64 / rows.len() as f64);
     }
-
-    let mut similarity = BTreeMap::new();
-    let mut test_clusters = None;
-    if params.train_test_similarity {
-        if let Some(test_id) = split_names.iter().position(|s| s == "test") {
-            let test = rows_of(split, test_id as u8);
-            if !test.is_empty() {
-                let tc = match frozen.and_then(|m| m.test_clusters.as_deref()) {
-                    Some(t) => frozen_clustering(t, labels, n_labels).clusters,
-                    None => {
-                        let (c, cm) = directprobe::cluster_with(
-                            LabelledPoints { rows: &test, ..lp },
-                            &hull,
-                            memory.map(|m| &m.test),
-                        );
-                        next.test = cm;
-                        c.clusters
-                    }
-                };
-                test_clusters = Some(tc.len());
-                let tkept: Vec<&Cluster> = tc
-                    .iter()
-                    .filter(|c| c.members.len() > params.drop_clusters_up_to)
-                    .collect();
-                let (tld, _) = label_distances(
-                    data,
-                    dim,
-                    gram,
-                    &tkept,
-                    params.label_distance,
-                    &hull,
-                    memory.map(|m| &m.distances),
-                    &mut next.distances,
-                );
-                next.test_clusters = Some(tc);
-                similarity.insert(
-                    "train_test".to_string(),
-                    distance_similarity(&label_distance, &tld),
-                );
-            }
-        }
-    }
-
+    report.clustered = true;
+    report.frozen_partition = frozen.is_some();
+    report.clusters = clustering.clusters.len();
+    report.clusters_per_label = clustering.clusters_per_label(n_labels);
+    report.label_distance = label_distance;
+    report.label_distance_normalized = label_distance_normalized;
+    report.min_label_distance = min_label_distance;
+    report.min_label_distance_normalized = min_label_distance_normalized;
+    report.cluster_distance = cluster_distance;
+    report.accuracy = accuracy;
+    let core_undetermined = report.cluster_stats.undetermined;
+    report.cluster_stats = clustering.stats.clone();
+    report.cluster_stats.undetermined += core_undetermined;
     next.train_clusters = clustering.clusters.clone();
-    next.input_key = input_key;
-    let report = LayerReport {
-        layer: 0,
-        frozen_partition: frozen.is_some(),
-        clusters: clustering.clusters.len(),
-        labels_present: centroids.iter().filter(|c| c.is_some()).count(),
-        clusters_per_label: clustering.clusters_per_label(n_labels),
-        label_distance,
-        label_distance_normalized,
-        min_label_distance,
-        min_label_distance_normalized,
-        scale,
-        cluster_distance,
-        accuracy,
-        similarity,
-        test_clusters,
-        split_sizes,
-        cluster_stats: clustering.stats.clone(),
-        centroids,
-        train_clusters: clustering.clusters,
-        label_names: Vec::new(),
-        classifier_accuracy: None,
-        classifier: None,
-        seconds: 0.0,
+    report.train_clusters = clustering.clusters;
+    Ok(())
+}
+
+/// The `test_clusters` stage: DirectProbe on the `test` split (or the
+/// memory's test partition when frozen) and the Pearson similarity of its
+/// label-distance vector with the train one (`similarity["train_test"]`,
+/// `test_clusters`). Needs `report` from [`measure_clusters`]; does nothing
+/// without a `test` split or with `params.train_test_similarity` off.
+#[allow(clippy::too_many_arguments)] // as measure_clusters
+pub fn measure_test_clusters(
+    input: LayerInput<'_>,
+    params: &MeasureParams,
+    gram: Option<&Gram>,
+    memory: Option<&LayerMemory>,
+    partition: Partition,
+    report: &mut LayerReport,
+    next: &mut LayerMemory,
+    keep_going: KeepGoing<'_>,
+) -> Result<(), Interrupted> {
+    let memory = memory.filter(|m| m.rows == input.labels.len());
+    if !params.train_test_similarity || !report.clustered {
+        return Ok(());
+    }
+    let LayerInput {
+        data,
+        dim,
+        labels,
+        n_labels,
+        split,
+        split_names,
+        ..
+    } = input;
+    let Some(test_id) = split_names.iter().position(|s| s == "test") else {
+        return Ok(());
     };
-    next.report = Some(Box::new(report.clone()));
-    (report, next)
+    let test = rows_of(split, test_id as u8);
+    if test.is_empty() {
+        return Ok(());
+    }
+    let scale = report.scale;
+    let hull = HullParams {
+        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
+        ..params.hull
+    };
+    if !keep_going() {
+        return Err(Interrupted);
+    }
+    let frozen = match (partition, memory) {
+        (Partition::Frozen, Some(m)) => m.test_clusters.as_deref(),
+        _ => None,
+    };
+    let tc = match frozen {
+        Some(t) => frozen_clustering(t, labels, n_labels).clusters,
+        None => {
+            let lp = LabelledPoints {
+                data,
+                dim,
+                labels,
+                n_labels,
+                rows: &test,
+                gram,
+            };
+            let (c, cm) = directprobe::cluster_with(lp, &hull, memory.map(|m| &m.test));
+            next.test = cm;
+            c.clusters
+        }
+    };
+    if !keep_going() {
+        return Err(Interrupted);
+    }
+    let tkept: Vec<&Cluster> = tc
+        .iter()
+        .filter(|c| c.members.len() > params.drop_clusters_up_to)
+        .collect();
+    let (tld, _) = label_distances(
+        data,
+        dim,
+        gram,
+        &tkept,
+        params.label_distance,
+        &hull,
+        memory.map(|m| &m.distances),
+        &mut next.distances,
+        keep_going,
+    )?;
+    report.test_clusters = Some(tc.len());
+    next.test_clusters = Some(tc);
+    report.similarity.insert(
+        TRAIN_TEST.to_string(),
+        distance_similarity(&report.label_distance, &tld),
+    );
+    Ok(())
 }
 
 /// A 128-bit fingerprint of everything a layer's report depends on: the

@@ -118,7 +118,15 @@ pub struct LayerMemory {
     pub train_clusters: Vec<Cluster>,
     /// The test partition, when the train/test similarity ran.
     pub test_clusters: Option<Vec<Cluster>>,
-    /// Fingerprint of the input the report below was computed from.
+    /// Core-stage label-hull solves on the fit split, by label pair.
+    pub core_train: HashMap<(u32, u32), CompactWarm>,
+    /// Core-stage label-hull solves on the test split, by label pair.
+    pub core_test: HashMap<(u32, u32), CompactWarm>,
+    /// Fingerprint of the input the core stage of the report below was
+    /// computed from.
+    pub core_key: [u64; 2],
+    /// Fingerprint of the input the report below was computed from (all
+    /// stages; zero when only the core stage ran).
     pub input_key: [u64; 2],
     /// The report computed from that input (re-used when the next input is
     /// the same, e.g. a layer frozen during fine-tuning).
@@ -139,8 +147,13 @@ impl LayerMemory {
                 + cw(&c.blocks)
         };
         let parts = |cs: &[Cluster]| cs.iter().map(|c| c.members.len() * 8 + 32).sum::<usize>();
+        let lp = |m: &HashMap<(u32, u32), CompactWarm>| {
+            m.values().map(|w| w.bytes() + 16).sum::<usize>()
+        };
         cm(&self.train)
             + cm(&self.test)
+            + lp(&self.core_train)
+            + lp(&self.core_test)
             + cw(&self.distances)
             + self.nearest.len() * 16
             + parts(&self.train_clusters)

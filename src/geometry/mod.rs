@@ -12,5 +12,6 @@ pub mod directprobe;
 pub mod hull;
 pub mod measures;
 pub mod memory;
+pub mod working_set;
 
 pub use hull::{HullParams, HullResult, PointSet, Verdict};
