@@ -574,17 +574,16 @@ pub fn analyse_stage(
                     Some(_) if mem.reused && r.classifier_accuracy.is_some() => {
                         LayerStage::Done(Box::new(r))
                     }
-                    Some(cp) => {
-                        if !keep_going() {
-                            LayerStage::Interrupted
-                        } else {
-                            if let Some(mut c) = classifier::probe(input, cp) {
+                    Some(cp) => match classifier::probe_interruptible(input, cp, keep_going) {
+                        Err(Interrupted) => LayerStage::Interrupted,
+                        Ok(found) => {
+                            if let Some(mut c) = found {
                                 r.classifier_accuracy = Some(std::mem::take(&mut c.accuracy));
                                 r.classifier = Some(c);
                             }
                             LayerStage::Done(Box::new(r))
                         }
-                    }
+                    },
                 },
             };
             if let LayerStage::Done(rep) = &outcome {

@@ -511,9 +511,17 @@ fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
         .map(|(name, _)| name)
         .collect();
     let with_classifier = r.layers.iter().any(|l| l.classifier_accuracy.is_some());
+    // A core-only report has no clusters: its distance columns are the
+    // label-hull distances (all points of one label against another's).
+    let core_only = r.layers.iter().all(|l| !l.clustered);
+    let (min_head, mean_head) = if core_only {
+        ("hull min", "hull mean")
+    } else {
+        ("min dist", "mean dist")
+    };
     let mut head = format!(
         "{:>5}  {:>15}  {:>9}  {:>9}  {:>9}",
-        "layer", "clusters/labels", "min dist", "mean dist", "scale"
+        "layer", "clusters/labels", min_head, mean_head, "scale"
     );
     for name in &scored {
         head += &format!("  {:>8}", format!("acc {name}"));
@@ -526,13 +534,23 @@ fn write_table(out: &mut impl Write, r: &Report) -> Result<()> {
     head += &format!("  {:>14}  {:>7}", "train/test sim", "seconds");
     writeln!(out, "{head}")?;
     for l in &r.layers {
-        let ds: Vec<f64> = l.label_distance.iter().map(|t| t.2).collect();
+        let source = if core_only {
+            &l.label_hull_distance
+        } else {
+            &l.label_distance
+        };
+        let ds: Vec<f64> = source.iter().map(|t| t.2).collect();
         let min = ds.iter().copied().reduce(f64::min);
         let mean = (!ds.is_empty()).then(|| ds.iter().sum::<f64>() / ds.len() as f64);
+        let clusters = if l.clustered {
+            l.clusters.to_string()
+        } else {
+            "-".to_string()
+        };
         let mut row = format!(
             "{:>5}  {:>15}  {:>9}  {:>9}  {:>9.3}",
             l.layer,
-            format!("{}/{}", l.clusters, l.labels_present),
+            format!("{clusters}/{}", l.labels_present),
             fmt_opt(min, 3),
             fmt_opt(mean, 3),
             l.scale,

@@ -325,17 +325,17 @@ impl Fam {
             Fam::CheckpointStep => (
                 "probewatch_checkpoint_step",
                 Gauge,
-                "Training step of the run's newest analysed checkpoint, in steps.",
+                "Training step of the run's newest checkpoint whose core stage is published, in steps.",
             ),
             Fam::CheckpointTimestamp => (
                 "probewatch_checkpoint_timestamp_seconds",
                 Gauge,
-                "Modification time of the run's newest analysed checkpoint, in seconds since the Unix epoch.",
+                "Modification time of the run's newest checkpoint whose core stage is published, in seconds since the Unix epoch.",
             ),
             Fam::Clusters => (
                 "probewatch_clusters",
                 Gauge,
-                "Number of DirectProbe clusters of the layer's train split at the newest checkpoint.",
+                "Number of DirectProbe clusters of the layer's train split at the newest checkpoint whose clusters stage is done (probewatch_stage_step).",
             ),
             Fam::Labels => (
                 "probewatch_labels",
@@ -355,7 +355,7 @@ impl Fam {
             Fam::LabelMinDistance => (
                 "probewatch_label_min_distance",
                 Gauge,
-                "Smallest label distance from this label to any other label at the newest checkpoint, in representation units.",
+                "Smallest label distance from this label to any other label at the newest checkpoint whose clusters stage is done, in representation units.",
             ),
             Fam::LabelMinDistanceNormalized => (
                 "probewatch_label_min_distance_normalized",
@@ -380,7 +380,7 @@ impl Fam {
             Fam::LabelClusters => (
                 "probewatch_label_clusters",
                 Gauge,
-                "Number of DirectProbe clusters of this label in the layer's train split at the newest checkpoint.",
+                "Number of DirectProbe clusters of this label in the layer's train split at the newest checkpoint whose clusters stage is done.",
             ),
             Fam::CentroidMovement => (
                 "probewatch_centroid_movement",
@@ -420,7 +420,7 @@ impl Fam {
             Fam::LabelPairDistance => (
                 "probewatch_label_pair_distance",
                 Gauge,
-                "Label distance between label_a and label_b at the newest checkpoint, in representation units.",
+                "Label distance between label_a and label_b at the newest checkpoint whose clusters stage is done, in representation units.",
             ),
             Fam::LabelHullMinDistance => (
                 "probewatch_label_hull_min_distance",
@@ -563,6 +563,23 @@ struct ShardLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
+}
+
+/// One analysis stage running now (the `/status` page).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunningStage {
+    /// The run.
+    pub run: String,
+    /// The stage (`core`, `test_hulls`, `clusters`, …).
+    pub stage: String,
+    /// The checkpoint's step.
+    pub step: u64,
+    /// When it started, seconds since the Unix epoch.
+    pub started_unix: f64,
+    /// Layers finished so far.
+    pub layers_done: usize,
+    /// Layers it works on (0 when not known yet).
+    pub layers: usize,
 }
 
 /// Label set `{run, stage}` of the per-stage families.
@@ -797,6 +814,8 @@ pub struct Metrics {
     running_started: Family<StageLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     running_done: Family<StageLabels, Gauge>,
     running_layers: Family<StageLabels, Gauge>,
+    /// What runs now, for the status page: by (run, stage).
+    running: std::sync::Mutex<BTreeMap<(String, String), RunningStage>>,
     /// The (run, stage, outcome) triples of `stage_outcomes`.
     stage_keys: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>>,
     /// The (run, kind) pairs of `failed`, for [`Metrics::remove_run`].
@@ -873,6 +892,7 @@ impl Metrics {
             running_done,
             running_layers,
             stage_keys: Default::default(),
+            running: Default::default(),
             failure_kinds: Default::default(),
         };
         metrics.set_shard(0, 1);
@@ -1039,6 +1059,30 @@ impl Metrics {
         self.running_layers
             .get_or_create(&l)
             .set(i64::try_from(layers).unwrap_or(i64::MAX));
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                (run.to_owned(), stage.to_owned()),
+                RunningStage {
+                    run: run.to_owned(),
+                    stage: stage.to_owned(),
+                    step,
+                    started_unix: unix_seconds,
+                    layers_done: 0,
+                    layers,
+                },
+            );
+    }
+
+    /// The stages running now, by run and stage.
+    pub fn running(&self) -> Vec<RunningStage> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// One more layer of the running stage is finished.
@@ -1046,6 +1090,14 @@ impl Metrics {
         self.running_done
             .get_or_create(&stage_labels(run, stage))
             .inc();
+        if let Some(r) = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&(run.to_owned(), stage.to_owned()))
+        {
+            r.layers_done += 1;
+        }
     }
 
     /// The running stage ended: the in-progress gauges go.
@@ -1055,6 +1107,10 @@ impl Metrics {
         self.running_started.remove(&l);
         self.running_done.remove(&l);
         self.running_layers.remove(&l);
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(run.to_owned(), stage.to_owned()));
     }
 
     /// Counts one stage of one checkpoint of `run` with its `outcome`
@@ -1581,7 +1637,7 @@ mod tests {
             1
         );
         assert!(text.contains(
-            "# HELP probewatch_checkpoint_step Training step of the run's newest analysed checkpoint, in steps.\n"
+            "# HELP probewatch_checkpoint_step Training step of the run's newest checkpoint whose core stage is published, in steps.\n"
         ));
         assert!(text.contains("probewatch_checkpoint_step{run=\"r\"} 1 1700000000.000\n"));
         let escaped = encode_history(&[(0.0, snapshot("a\"b\\c\nd", 1, &["X"]))]);

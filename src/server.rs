@@ -1,5 +1,5 @@
 //! The HTTP server: `GET /metrics` (the Prometheus exposition of
-//! [`Metrics`]), `GET /healthz` (the process is up), `GET /readyz` (the store
+//! [`Metrics`]), `GET /status` (the analysis stages running now, JSON), `GET /healthz` (the process is up), `GET /readyz` (the store
 //! is open and the watchers run), `GET /report` and `GET /report/<run>`
 //! (the HTML report of [`crate::report`], read from the history store on a
 //! blocking thread) and `GET /` (an index with links).
@@ -220,6 +220,7 @@ fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/status", get(status))
         .route("/report", get(report_index))
         .route("/report/{run}", get(report_page))
         .with_state(state)
@@ -291,6 +292,7 @@ async fn index() -> Html<&'static str> {
         "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
         "<li><a href=\"/healthz\">/healthz</a>: liveness</li>\n",
         "<li><a href=\"/readyz\">/readyz</a>: readiness</li>\n",
+        "<li><a href=\"/status\">/status</a>: what the daemon is analysing now (JSON)</li>\n",
         "<li><a href=\"/report\">/report</a>: HTML reports of the runs</li>\n",
         "</ul>\n</body></html>\n",
     ))
@@ -323,6 +325,28 @@ async fn readyz(State(state): State<ServerState>) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         format!("not ready: {}", reasons.join("; ")),
+    )
+        .into_response()
+}
+
+/// `/status`: the analysis stages running now (run, stage, step, start,
+/// layers done of layers) as JSON, plus readiness. Behind the web config's
+/// authentication like `/metrics` (it names runs).
+async fn status(State(state): State<ServerState>) -> Response {
+    let reasons: Vec<String> = state
+        .ready
+        .not_ready()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let body = serde_json::json!({
+        "ready": reasons.is_empty(),
+        "not_ready": reasons,
+        "running": state.metrics.running(),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body:#}\n"),
     )
         .into_response()
 }

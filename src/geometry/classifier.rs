@@ -36,7 +36,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::geometry::measures::LayerInput;
+use crate::geometry::measures::{Interrupted, KeepGoing, LayerInput};
 
 /// One network configuration: hidden layer sizes and the L2 weight.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -758,6 +758,18 @@ pub struct ClassifierReport {
 /// # Panics
 /// If the input's lengths are inconsistent.
 pub fn probe(input: LayerInput<'_>, params: &ClassifierParams) -> Option<ClassifierReport> {
+    probe_interruptible(input, params, &super::measures::never_stop).expect("never interrupted")
+}
+
+/// [`probe`] that asks `keep_going` before each model it trains (the
+/// search's configurations and the re-training seeds) and stops with
+/// [`Interrupted`] when it answers false. Each model is one sequential
+/// computation, so that is how long a stop may take.
+pub fn probe_interruptible(
+    input: LayerInput<'_>,
+    params: &ClassifierParams,
+    keep_going: KeepGoing<'_>,
+) -> Result<Option<ClassifierReport>, Interrupted> {
     let LayerInput {
         data,
         dim,
@@ -769,10 +781,13 @@ pub fn probe(input: LayerInput<'_>, params: &ClassifierParams) -> Option<Classif
     } = input;
     assert_eq!(data.len(), labels.len() * dim);
     assert_eq!(split.len(), labels.len());
-    let fit_id = split_names.iter().position(|s| s == fit_split)? as u8;
+    let Some(fit_id) = split_names.iter().position(|s| s == fit_split) else {
+        return Ok(None);
+    };
+    let fit_id = fit_id as u8;
     let rows: Vec<usize> = (0..labels.len()).filter(|&r| split[r] == fit_id).collect();
     if rows.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mut classes: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
     classes.sort_unstable();
@@ -792,7 +807,12 @@ pub fn probe(input: LayerInput<'_>, params: &ClassifierParams) -> Option<Classif
             model_seed(k),
         )
     };
-    let searched: Vec<Trained> = params.configs.par_iter().map(|c| run(c, 0)).collect();
+    let searched: Option<Vec<Trained>> = params
+        .configs
+        .par_iter()
+        .map(|c| keep_going().then(|| run(c, 0)))
+        .collect();
+    let searched = searched.ok_or(Interrupted)?;
     let mut best = 0;
     for (i, t) in searched.iter().enumerate() {
         let better = match (t.validation_accuracy, searched[best].validation_accuracy) {
@@ -816,10 +836,11 @@ pub fn probe(input: LayerInput<'_>, params: &ClassifierParams) -> Option<Classif
         .collect();
     let config = params.configs[best].clone();
     let first = searched.into_iter().nth(best).expect("best is an index");
-    let mut others: Vec<Trained> = (1..params.seeds)
+    let others: Option<Vec<Trained>> = (1..params.seeds)
         .into_par_iter()
-        .map(|k| run(&config, k))
+        .map(|k| keep_going().then(|| run(&config, k)))
         .collect();
+    let mut others = others.ok_or(Interrupted)?;
     others.insert(0, first);
     let eval: Vec<(String, Vec<usize>)> = split_names
         .iter()
@@ -855,14 +876,14 @@ pub fn probe(input: LayerInput<'_>, params: &ClassifierParams) -> Option<Classif
             (name.clone(), MeanStd::of(&xs))
         })
         .collect();
-    Some(ClassifierReport {
+    Ok(Some(ClassifierReport {
         fit_split: fit_split.to_string(),
         config,
         seeds: params.seeds,
         epochs: others.iter().map(|t| t.epochs).collect(),
         search,
         accuracy,
-    })
+    }))
 }
 
 #[cfg(test)]
