@@ -877,6 +877,11 @@ struct RunState {
 }
 
 impl RunState {
+    /// Checkpoints whose late stages wait (not counting a running job).
+    fn late_waiting(&self) -> i64 {
+        i64::from(self.late_baseline.is_some()) + i64::from(self.late_pending.is_some())
+    }
+
     fn is_baseline_candidate(&self, c: &Candidate) -> bool {
         match &self.cfg.baseline {
             Baseline::First => self.baseline.is_none(),
@@ -2176,11 +2181,9 @@ fn late_job_fn(
         } else {
             "abandoned"
         };
-        if done.is_empty() && interrupted == 0 && failure.is_none() {
-            // Nothing applied (e.g. no test split).
-            shared.metrics.stage_ended(run, name);
-            continue;
-        }
+        // Nothing applied (e.g. no test split): recorded as done with no
+        // layer, so a restart does not look for it again.
+        let not_applicable = done.is_empty() && interrupted == 0 && failure.is_none();
         // Store first, then tell the loop (which publishes).
         let records: Vec<LayerRecord> = done
             .iter()
@@ -2207,6 +2210,7 @@ fn late_job_fn(
             (None, "deferred") => {
                 Some("stopped (shutdown or reload); resumed at the next start".to_owned())
             }
+            _ if not_applicable => Some("not applicable to these layers".to_owned()),
             _ => None,
         };
         let rec = StageRecord {
@@ -2223,6 +2227,12 @@ fn late_job_fn(
             store.record_stage(input.checkpoint_id, &records, &rec)
         };
         shared.metrics.stage_ended(run, name);
+        if not_applicable {
+            if let Err(e) = stored {
+                warn!(run, step, stage = name, error = %e, "cannot record a stage outcome");
+            }
+            continue;
+        }
         shared
             .metrics
             .stage_outcome(run, name, outcome, Some(seconds));
@@ -2414,6 +2424,9 @@ async fn run_loop(
         shared
             .metrics
             .set_queue_depth(&name, state.queue.len() as i64);
+        shared
+            .metrics
+            .set_late_pending(&name, state.late_waiting() + i64::from(late_job.is_some()));
         tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => {
@@ -2572,6 +2585,37 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
                 state.baseline = Some(reference.clone());
             }
             state.best.fold(&reference);
+            if !state.cfg.late_stage_budget.is_zero() {
+                let input = LateInput {
+                    candidate: o.candidate.clone(),
+                    checkpoint_id: a.checkpoint_id,
+                    source: a.source.clone(),
+                    reports: a.layers.clone(),
+                    is_baseline: a.is_baseline,
+                    run: state.id,
+                };
+                if a.is_baseline {
+                    state.late_baseline = Some(input);
+                } else if state
+                    .late_pending
+                    .as_ref()
+                    .is_none_or(|p| p.candidate.step <= input.candidate.step)
+                {
+                    if let Some(old) = state.late_pending.replace(input) {
+                        skip_late(shared, &state.cfg, old);
+                    }
+                } else {
+                    skip_late(shared, &state.cfg, input);
+                }
+            }
+            if !state.cfg.late_stage_budget.is_zero() {
+                // Counted before the core values are published, so a
+                // scrape never sees them with nothing pending (a job may
+                // also be running: the loop sets the exact count next).
+                shared
+                    .metrics
+                    .set_late_pending(&name, state.late_waiting() + 1);
+            }
             let newer = state
                 .latest
                 .as_ref()
@@ -2611,29 +2655,6 @@ fn finish(shared: &Shared, state: &mut RunState, o: Outcome) {
                 .metrics
                 .stage_outcome(&name, Stage::Core.as_str(), "done", Some(o.seconds));
             info!(run = %name, step = o.candidate.step, stage = Stage::Core.as_str(), outcome = "done", seconds = format!("{:.3}", o.seconds), layers_done = a.layers.len(), layers = a.layers.len(), "stage finished");
-            if !state.cfg.late_stage_budget.is_zero() {
-                let input = LateInput {
-                    candidate: o.candidate.clone(),
-                    checkpoint_id: a.checkpoint_id,
-                    source: a.source.clone(),
-                    reports: a.layers.clone(),
-                    is_baseline: a.is_baseline,
-                    run: state.id,
-                };
-                if a.is_baseline {
-                    state.late_baseline = Some(input);
-                } else if state
-                    .late_pending
-                    .as_ref()
-                    .is_none_or(|p| p.candidate.step <= input.candidate.step)
-                {
-                    if let Some(old) = state.late_pending.replace(input) {
-                        skip_late(shared, &state.cfg, old);
-                    }
-                } else {
-                    skip_late(shared, &state.cfg, input);
-                }
-            }
         }
         Err(f) if f.kind == CHANGED => {
             info!(run = %name, path = %o.candidate.path.display(), reason = %f.message, "checkpoint changed while being read; nothing stored, its new version is analysed once complete");

@@ -283,6 +283,7 @@ enum Fam {
     AnalysisStarted,
     AnalysisLayersDone,
     AnalysisLayers,
+    LatePending,
 }
 
 /// The families the collector writes, in exposition order; `Fam as usize` is
@@ -476,6 +477,11 @@ impl Fam {
                 "probewatch_analysis_layers",
                 Gauge,
                 "Layers the running analysis stage works on (present only while it runs).",
+            ),
+            Fam::LatePending => (
+                "probewatch_late_stages_pending",
+                Gauge,
+                "Number of the run's checkpoints whose late analysis stages are running or waiting to run (0 when every late value is up to date).",
             ),
             Fam::BuildInfo => (
                 "probewatch_build_info",
@@ -814,6 +820,7 @@ pub struct Metrics {
     running_started: Family<StageLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     running_done: Family<StageLabels, Gauge>,
     running_layers: Family<StageLabels, Gauge>,
+    late_pending: Family<RunLabels, Gauge>,
     /// What runs now, for the status page: by (run, stage).
     running: std::sync::Mutex<BTreeMap<(String, String), RunningStage>>,
     /// The (run, stage, outcome) triples of `stage_outcomes`.
@@ -870,6 +877,8 @@ impl Metrics {
         Fam::AnalysisStarted.register(&mut registry, running_started.clone());
         Fam::AnalysisLayersDone.register(&mut registry, running_done.clone());
         Fam::AnalysisLayers.register(&mut registry, running_layers.clone());
+        let late_pending = Family::default();
+        Fam::LatePending.register(&mut registry, late_pending.clone());
         registry.register_collector(Box::new(SnapshotCollector {
             snapshots: Arc::clone(&snapshots),
         }));
@@ -891,6 +900,7 @@ impl Metrics {
             running_started,
             running_done,
             running_layers,
+            late_pending,
             stage_keys: Default::default(),
             running: Default::default(),
             failure_kinds: Default::default(),
@@ -968,6 +978,7 @@ impl Metrics {
         self.skipped.remove(&labels);
         self.duration.remove(&labels);
         self.queue_depth.remove(&labels);
+        self.late_pending.remove(&labels);
         for stage in crate::analysis::Stage::ALL {
             let sl = stage_labels(run, stage.as_str());
             self.stage_duration.remove(&sl);
@@ -1134,6 +1145,11 @@ impl Metrics {
                 .get_or_create(&stage_labels(run, stage))
                 .observe(s);
         }
+    }
+
+    /// Sets the number of checkpoints of `run` whose late stages run or wait.
+    pub fn set_late_pending(&self, run: &str, n: i64) {
+        self.late_pending.get_or_create(&run_labels(run)).set(n);
     }
 
     /// Sets the number of checkpoints of `run` waiting for analysis.

@@ -116,7 +116,7 @@ fn core_values_of_every_checkpoint_come_first_and_late_stages_are_accounted_for(
         write_renamed(&run, &format!("step-{step}.safetensors"), &bytes);
         // The core values of this checkpoint are published even while the
         // late stages of an earlier one (the classifier takes seconds) run.
-        let s = d.wait_metrics(&format!("the core values of step {step}"), |s| {
+        let s = d.wait_metrics_now(&format!("the core values of step {step}"), |s| {
             s.get("probewatch_checkpoint_step", &r) == Some(step as f64)
         });
         seen.push(step);
@@ -216,7 +216,7 @@ fn a_stop_defers_late_stages_and_the_restart_resumes_them() {
     write_renamed(&run, "step-0.safetensors", &bytes);
     let d = Daemon::watch(&cfg, &[]);
     // Stopped while the classifier (the slowest stage) runs.
-    d.wait_metrics("the classifier stage running", |s| {
+    d.wait_metrics_now("the classifier stage running", |s| {
         s.get(
             "probewatch_analysis_step",
             &[("run", "ft"), ("stage", "classifier")],
@@ -284,7 +284,7 @@ fn a_budget_that_runs_out_abandons_the_stage_and_says_why() {
     let bytes = std::fs::read(crosstask(0)).expect("the shared cross-task dumps");
     write_renamed(&run, "step-0.safetensors", &bytes);
     let d = Daemon::watch(&cfg, &[]);
-    let s = d.wait_metrics("an abandoned stage", |s| {
+    let s = d.wait_metrics_now("an abandoned stage", |s| {
         outcomes(s, "ft").keys().any(|(_, o)| o == "abandoned")
             && outcomes(s, "ft").values().sum::<f64>() >= LATE.len() as f64
     });

@@ -228,8 +228,17 @@ impl Daemon {
         Scrape::parse(&body)
     }
 
-    /// Scrapes until `pred` holds; returns that scrape.
+    /// Scrapes until `pred` holds and no run has late analysis stages
+    /// running or waiting (`probewatch_late_stages_pending` 0 everywhere:
+    /// every late value is the newest checkpoint's, or was abandoned);
+    /// returns that scrape. [`Daemon::wait_metrics_now`] does not wait for
+    /// the late stages.
     pub fn wait_metrics(&self, what: &str, mut pred: impl FnMut(&Scrape) -> bool) -> Scrape {
+        self.wait_metrics_now(what, |s| pred(s) && s.late_settled())
+    }
+
+    /// Scrapes until `pred` holds; returns that scrape.
+    pub fn wait_metrics_now(&self, what: &str, mut pred: impl FnMut(&Scrape) -> bool) -> Scrape {
         let end = Instant::now() + DEADLINE;
         loop {
             let s = self.scrape();
@@ -403,13 +412,27 @@ impl Scrape {
     /// Every sample of `run` that describes its newest checkpoint (not the
     /// process counters, the duration histogram or the queue depth), keyed
     /// by metric name and sorted labels.
+    /// Whether no run has late stages running or waiting.
+    pub fn late_settled(&self) -> bool {
+        self.parsed
+            .samples
+            .iter()
+            .filter(|s| s.metric == "probewatch_late_stages_pending")
+            .all(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) if v == 0.0))
+    }
+
     pub fn checkpoint_series(&self, run: &str) -> BTreeMap<String, f64> {
-        const PROCESS: [&str; 5] = [
+        const PROCESS: [&str; 10] = [
             "probewatch_checkpoints_analyzed_total",
             "probewatch_checkpoints_failed_total",
             "probewatch_checkpoints_skipped_total",
-            "probewatch_analysis_duration_seconds",
+            "probewatch_analysis_",
             "probewatch_queue_depth",
+            "probewatch_stage_duration_seconds",
+            "probewatch_stage_outcomes_total",
+            "probewatch_late_stages_pending",
+            "probewatch_analysis_step",
+            "probewatch_analysis_started_timestamp_seconds",
         ];
         self.parsed
             .samples
