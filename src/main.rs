@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod bench;
 mod bench_daemon;
+mod bench_live;
 mod bench_report;
 mod soak;
 
