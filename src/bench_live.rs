@@ -28,8 +28,8 @@
 //! the stage-1 latency. After the last checkpoint it waits up to the drain
 //! time (300 s, `--quick` 60 s, `PROBEWATCH_BENCH_DRAIN_SECONDS` overrides)
 //! for every checkpoint to be published and, with a daemon that logs
-//! `"stage finished"` lines, for the stages `core`, `clusters`,
-//! `test_clusters` and `classifier` of each to finish; then it stops the
+//! `"stage finished"` lines, for the stages `core`, `test_hulls`, `clusters`
+//! and `test_clusters` of each to finish (no classifier is configured); then it stops the
 //! daemon with SIGTERM and reads the stage lines from the log and the
 //! `probewatch_stage_*` series from a last scrape (both may be absent: a
 //! daemon without stages reports neither). The encoder time is measured in
@@ -64,7 +64,7 @@ const SAVE_STEPS: u64 = 20;
 /// The run's name in the config and the `run` label.
 const RUN: &str = "live";
 /// The stages the staged daemon reports, in order.
-const STAGES: [&str; 4] = ["core", "clusters", "test_clusters", "classifier"];
+const STAGES: [&str; 4] = ["core", "test_hulls", "clusters", "test_clusters"];
 /// The final checkpoint's drift, in standard deviations of each tensor.
 const DRIFT: f64 = 0.1;
 /// Seed of the drift direction.

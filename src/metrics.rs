@@ -1332,6 +1332,9 @@ mod tests {
             change_ratio: Some(-0.25),
             clusters: Some(2),
             centroid_movement: Some(0.5),
+            hull_min_distance: Some(d / 4.0),
+            hull_min_distance_normalized: Some(d / 8.0),
+            hull_min_distance_normalized_baseline: Some(d / 7.0),
         }
     }
 
@@ -1357,6 +1360,10 @@ mod tests {
                 labels_increased: Some(1),
                 labels_decreased: Some(2),
                 label_pairs: Some(vec![("NOUN".to_owned(), "VERB".to_owned(), 3.5)]),
+                hull_similarity_baseline: Some(0.7),
+                hull_similarity_previous: Some(0.99),
+                hull_similarity_test: Some(0.6),
+                stage_steps: vec![("clusters".to_owned(), step)],
             }],
         }
     }

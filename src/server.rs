@@ -659,7 +659,7 @@ mod tests {
             layers: vec![LayerSnapshot {
                 task: "upos".to_owned(),
                 layer: 2,
-                clusters: 17,
+                clusters: Some(17),
                 labels: 17,
                 scale: 3.0,
                 ..LayerSnapshot::default()

@@ -24,8 +24,11 @@ fn exposed_names() -> BTreeSet<String> {
         min_distance_normalized_best: Some(0.6),
         min_distance_baseline: Some(2.0),
         change_ratio: Some(-0.1),
-        clusters: 1,
+        clusters: Some(1),
         centroid_movement: Some(0.1),
+        hull_min_distance: Some(1.0),
+        hull_min_distance_normalized: Some(0.5),
+        hull_min_distance_normalized_baseline: Some(0.5),
     };
     let m = Metrics::new();
     m.publish(RunSnapshot {
@@ -35,7 +38,7 @@ fn exposed_names() -> BTreeSet<String> {
         layers: vec![LayerSnapshot {
             task: "t".to_owned(),
             layer: 1,
-            clusters: 2,
+            clusters: Some(2),
             labels: 2,
             clusters_baseline: Some(2),
             scale: 1.0,
@@ -48,6 +51,10 @@ fn exposed_names() -> BTreeSet<String> {
             labels_increased: Some(0),
             labels_decreased: Some(0),
             label_pairs: Some(vec![("A".to_owned(), "B".to_owned(), 1.0)]),
+            hull_similarity_baseline: Some(1.0),
+            hull_similarity_previous: Some(1.0),
+            hull_similarity_test: Some(1.0),
+            stage_steps: vec![("clusters".to_owned(), 1)],
         }],
     });
     m.checkpoint_analyzed("r", 1.0);

@@ -56,8 +56,11 @@ fn everything() -> Metrics {
         min_distance_normalized_best: Some(0.6),
         min_distance_baseline: Some(2.0),
         change_ratio: Some(-0.25),
-        clusters: 1,
+        clusters: Some(1),
         centroid_movement: Some(0.1),
+        hull_min_distance: Some(1.2),
+        hull_min_distance_normalized: Some(0.4),
+        hull_min_distance_normalized_baseline: Some(0.45),
     };
     let m = Metrics::new();
     m.publish(RunSnapshot {
@@ -67,7 +70,7 @@ fn everything() -> Metrics {
         layers: vec![LayerSnapshot {
             task: "upos".to_owned(),
             layer: 6,
-            clusters: 2,
+            clusters: Some(2),
             labels: 2,
             clusters_baseline: Some(2),
             scale: 3.0,
@@ -80,12 +83,19 @@ fn everything() -> Metrics {
             labels_increased: Some(1),
             labels_decreased: Some(1),
             label_pairs: Some(vec![("NOUN".to_owned(), "VERB".to_owned(), 1.5)]),
+            hull_similarity_baseline: Some(0.8),
+            hull_similarity_previous: Some(0.98),
+            hull_similarity_test: Some(0.7),
+            stage_steps: vec![("clusters".to_owned(), 100)],
         }],
     });
     m.checkpoint_analyzed("run", 2.0);
     m.checkpoint_failed("run", "corrupt");
     m.checkpoint_skipped("run", 1);
     m.set_queue_depth("run", 1);
+    m.set_late_pending("run", 1);
+    m.stage_started("run", "clusters", 100, 7, 1.7e9);
+    m.stage_outcome("run", "core", "done", Some(3.0));
     m
 }
 
