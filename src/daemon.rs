@@ -1087,8 +1087,16 @@ fn reference_layer(rec: &LayerRecord) -> Option<LayerReport> {
     let dim = rec.centroid_dim as usize;
     if dim > 0 {
         let k = r.min_label_distance.len();
+        // Labels with train points: the core stage's counts (reports stored
+        // before stages existed have only their cluster counts).
         let present: Vec<usize> = (0..k)
-            .filter(|&l| r.clusters_per_label.get(l).is_some_and(|&c| c > 0))
+            .filter(|&l| {
+                if r.label_counts.is_empty() {
+                    r.clusters_per_label.get(l).is_some_and(|&c| c > 0)
+                } else {
+                    r.label_counts.get(l).is_some_and(|&c| c > 0)
+                }
+            })
             .collect();
         if present.len() * dim != rec.centroids.len() {
             return None;
@@ -1256,15 +1264,14 @@ pub(crate) fn snapshot(
             (Some(b), Some(l)) => compare(b, l).ok(),
             _ => None,
         };
-        let late_previous = if clusters_step == Some(step) && has_clusters(r) {
-            prev.filter(|p| has_clusters(p)).or_else(|| {
-                entry
-                    .and_then(|e| e.clusters.as_ref())
-                    .filter(|(s, _)| *s < step)
-                    .map(|(_, l)| l)
-            })
-        } else {
-            entry.and_then(|e| e.clusters_previous.as_ref())
+        // The late report before the one shown: what the late view keeps
+        // (the same after a restart, which rebuilds it in step order).
+        let late_previous = match entry.and_then(|e| e.clusters.as_ref()) {
+            Some((s, _)) if Some(*s) == clusters_step => {
+                entry.and_then(|e| e.clusters_previous.as_ref())
+            }
+            Some((s, l)) if clusters_step.is_some_and(|c| *s < c) => Some(l),
+            _ => None,
         };
         let names = label_names(r);
         let mut label_stats = Vec::new();

@@ -1709,8 +1709,8 @@ mod tests {
         let layers = two_tasks(2, false);
         let (id, run) = {
             let (mut store, applied) = Store::open_counting(&path).unwrap();
-            assert_eq!(applied, 1);
-            assert_eq!(store.schema_version().unwrap(), 1);
+            assert_eq!(applied, MIGRATIONS.len() as u32);
+            assert_eq!(store.schema_version().unwrap(), supported_version());
             let run = run(&store);
             let id = store
                 .record_checkpoint(run, &done(10, &cpath, 5, &layers))
@@ -1732,6 +1732,60 @@ mod tests {
     }
 
     #[test]
+    fn a_late_stage_updates_its_layers_and_records_its_outcome() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("history.sqlite");
+        let cpath = dir.path().join("checkpoint-10");
+        let layers = two_tasks(2, false);
+        let mut store = Store::open(&path).unwrap();
+        let run = run(&store);
+        let id = store
+            .record_checkpoint(run, &done(10, &cpath, 5, &layers))
+            .unwrap();
+        let mut late = layers[0].clone();
+        late.report_json = "{\"late\":true}".to_owned();
+        late.comparison_json = Some("{}".to_owned());
+        let rec = StageRecord {
+            stage: "clusters",
+            outcome: "abandoned",
+            seconds: 1.5,
+            layers_done: 1,
+            layers: 2,
+            finished_unix: 1.7e9,
+            detail: Some("budget"),
+        };
+        store.record_stage(id, &[late.clone()], &rec).unwrap();
+        let back = store.layers(id).unwrap();
+        let row = back
+            .iter()
+            .find(|l| l.task == late.task && l.layer == late.layer)
+            .unwrap();
+        assert_eq!(row.report_json, late.report_json);
+        // Centroids are the core stage's and stay.
+        assert_eq!(row.centroids, layers[0].centroids);
+        assert_eq!(back.len(), layers.len());
+        assert_eq!(
+            store.stage_runs(id).unwrap(),
+            vec![("clusters".to_owned(), "abandoned".to_owned())]
+        );
+        // Recorded again (resumed): the newer outcome replaces it.
+        let again = StageRecord {
+            outcome: "done",
+            ..rec
+        };
+        store.record_stage(id, &[], &again).unwrap();
+        assert_eq!(
+            store.stage_runs(id).unwrap(),
+            vec![("clusters".to_owned(), "done".to_owned())]
+        );
+        let bad = StageRecord {
+            outcome: "maybe",
+            ..rec
+        };
+        assert!(store.record_stage(id, &[], &bad).is_err());
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_and_left_alone() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join("future.sqlite");
@@ -1746,7 +1800,7 @@ mod tests {
                 err,
                 StoreError::NewerSchema {
                     found: 99,
-                    supported: 1,
+                    supported: 2,
                     ..
                 }
             ),

@@ -169,10 +169,11 @@ fn exported_values_equal_probe_json() {
     assert!(d.wait_exit().success());
     let d = Daemon::watch(&cfg, &[]);
     let after = d.scrape().checkpoint_series("values");
-    assert_eq!(
-        before.keys().collect::<Vec<_>>(),
-        after.keys().collect::<Vec<_>>(),
-        "the restarted daemon serves other series"
+    let only_before: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let only_after: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert!(
+        only_before.is_empty() && only_after.is_empty(),
+        "the restarted daemon serves other series: before only {only_before:?}, after only {only_after:?}"
     );
     for (k, v) in &before {
         let w = after[k];
@@ -409,7 +410,9 @@ fn bad_files_are_counted_and_the_daemon_keeps_going() {
         "the good file analysed",
         is("checkpoint analysed", &fine),
     );
-    let s = d.scrape();
+    let s = d.wait_metrics("the good file's late values", |s| {
+        s.get("probewatch_checkpoint_step", &b) == Some(100.0)
+    });
     assert_eq!(s.value("probewatch_checkpoint_step", &b), 100.0);
     assert_eq!(s.value("probewatch_checkpoints_analyzed_total", &b), 1.0);
     let at = [("run", "bad"), ("task", "small"), ("layer", "2")];
@@ -571,9 +574,11 @@ fn kill_9_and_restart() {
             first.text
         );
         if latest_stored.is_some() {
-            // Its per-layer values too, not only the step.
+            // Its per-layer values too, not only the step (the core ones:
+            // the late stages of the newest stored checkpoint may have been
+            // cut short by the kill).
             assert_eq!(
-                first.samples("probewatch_clusters", &r).len(),
+                first.samples("probewatch_layer_scale", &r).len(),
                 2,
                 "round {round}: no per-layer values after a restart\n{}",
                 first.text

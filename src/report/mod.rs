@@ -122,12 +122,25 @@ struct StoredLayer {
     clusters: usize,
     labels_present: usize,
     clusters_per_label: Vec<usize>,
+    /// Train points per label (the core stage; empty in older reports).
+    label_counts: Vec<usize>,
     label_distance: Vec<(u32, u32, f64)>,
     min_label_distance: Vec<Option<f64>>,
     accuracy: std::collections::BTreeMap<String, f64>,
     classifier_accuracy: Option<std::collections::BTreeMap<String, StoredMeanStd>>,
     similarity: std::collections::BTreeMap<String, Option<f64>>,
     label_names: Vec<String>,
+}
+
+/// Which labels have centroids in a record: those with train points (the
+/// core stage's counts), or in reports stored before stages existed those
+/// with clusters.
+fn present_of<'a>(label_counts: &'a [usize], clusters_per_label: &'a [usize]) -> &'a [usize] {
+    if label_counts.is_empty() {
+        clusters_per_label
+    } else {
+        label_counts
+    }
 }
 
 /// A classifier accuracy as stored (mean and standard deviation).
@@ -143,6 +156,7 @@ struct StoredMeanStd {
 #[serde(default)]
 struct StoredSeriesLayer {
     clusters_per_label: Vec<usize>,
+    label_counts: Vec<usize>,
     min_label_distance: Vec<Option<f64>>,
 }
 
@@ -241,7 +255,11 @@ impl<'a> Loader<'a> {
                     .and_then(|c| c.get("test"))
                     .map(|m| (m.mean, m.std)),
                 train_test_similarity: r.similarity.get("train_test").copied().flatten(),
-                centroids: Self::centroids(rec, &r.clusters_per_label, k),
+                centroids: Self::centroids(
+                    rec,
+                    present_of(&r.label_counts, &r.clusters_per_label),
+                    k,
+                ),
                 min_label_distance: r.min_label_distance,
                 label_distance: r.label_distance,
                 vs_baseline,
@@ -422,8 +440,11 @@ pub fn load(
         loader.series(run_id, &task, layer, |step, r, rec| {
             if paths {
                 cs.steps.push(step);
-                cs.centroids
-                    .push(Loader::centroids(rec, &r.clusters_per_label, k));
+                cs.centroids.push(Loader::centroids(
+                    rec,
+                    present_of(&r.label_counts, &r.clusters_per_label),
+                    k,
+                ));
             }
             if layer == focus
                 && let Ok(i) = steps.binary_search(&step)
