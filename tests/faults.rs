@@ -500,7 +500,10 @@ fn permission_denied_on_a_trainer_checkpoint() {
 /// A dump whose analysis takes a while (1,500 points in 32 dimensions, 6
 /// confusable labels, 2 layers), with step `step` but contents of `seed`.
 fn slow_dump(step: u64, seed: u64) -> Vec<u8> {
-    let mut spec = synthetic_dump(1500, 32, 6, 2, seed);
+    // Big enough that the core stage (label-hull distances of 276 label
+    // pairs) takes well over the 100 ms the test waits before it swaps the
+    // file: the swap must land inside the read.
+    let mut spec = synthetic_dump(6000, 96, 24, 2, seed);
     spec.step = step;
     spec.bytes()
 }
@@ -976,13 +979,18 @@ fn sigkill_at_random_points_20_times() {
         std::thread::sleep(delay);
         d.kill9();
         let events = d.events();
-        let analysed = events
+        // Inside an analysis: a stage (the core or a late one) started and
+        // not finished.
+        let finished = events
             .iter()
-            .filter(|e| e.message == "checkpoint analysed")
+            .filter(|e| e.message == "stage finished")
             .count();
-        let started = events.iter().filter(|e| e.message == "analysing").count();
-        interrupted += usize::from(started > analysed);
-        eprintln!("kill {rep}: after {delay:?}; {analysed} analysed, {started} started");
+        let started = events
+            .iter()
+            .filter(|e| e.message == "stage started")
+            .count();
+        interrupted += usize::from(started > finished);
+        eprintln!("kill {rep}: after {delay:?}; {finished} stages finished, {started} started");
         let rows = stored(&db, "kill");
         for p in &paths {
             assert!(
@@ -1030,11 +1038,22 @@ fn sigkill_at_random_points_20_times() {
         clean.checkpoint_series("kill"),
     );
     let keys = |m: &BTreeMap<String, f64>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&a), keys(&b), "the same series");
+    let only_a: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let only_b: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "the same series: killed only {only_a:?}, uninterrupted only {only_b:?}"
+    );
+    let _ = keys;
     let mut worst = 0.0f64;
     for (k, x) in &a {
         let y = b[k];
-        if k.starts_with("probewatch_checkpoint_timestamp") {
+        // The best-so-far distance folds over the checkpoints whose late
+        // stages ran, and which ran depends on timing (older waiting
+        // checkpoints are skipped): not comparable between two runs.
+        if k.starts_with("probewatch_checkpoint_timestamp")
+            || k.starts_with("probewatch_label_min_distance_normalized_best")
+        {
             continue;
         }
         let rel = (x - y).abs() / x.abs().max(y.abs()).max(1e-12);
