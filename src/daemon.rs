@@ -1044,6 +1044,12 @@ fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, DaemonError> {
         info!(run = %cfg.name, step = p.candidate.step, "late stages not finished before the last stop; resuming them");
     }
     info!(run = %cfg.name, done, failed, baseline = ?baseline.as_ref().map(|b| b.step), latest = ?latest.as_ref().map(|l| l.step), "run restored");
+    // Before the restored values are published: a scrape never sees them
+    // with the resumed late stages unaccounted for.
+    shared.metrics.set_late_pending(
+        &cfg.name,
+        i64::from(late_baseline.is_some()) + i64::from(late_pending.is_some()),
+    );
     let mut published = None;
     if let (Some(row), Some(l)) = (&latest_row, &latest) {
         let previous = store
