@@ -500,10 +500,12 @@ fn permission_denied_on_a_trainer_checkpoint() {
 /// A dump whose analysis takes a while (1,500 points in 32 dimensions, 6
 /// confusable labels, 2 layers), with step `step` but contents of `seed`.
 fn slow_dump(step: u64, seed: u64) -> Vec<u8> {
-    // Big enough that the core stage (label-hull distances of 276 label
-    // pairs) takes well over the 100 ms the test waits before it swaps the
-    // file: the swap must land inside the read.
-    let mut spec = synthetic_dump(6000, 96, 24, 2, seed);
+    // NOT DONE: with staged analysis the core stage of this dump finishes
+    // before the test's 100 ms wait, so the swap no longer lands inside the
+    // read and this test fails (6000 × 96 × 24 labels was tried: far too
+    // slow). Needs a dump sized for the core stage, and the same
+    // changed-while-read check for the late stages' reads.
+    let mut spec = synthetic_dump(1500, 32, 6, 2, seed);
     spec.step = step;
     spec.bytes()
 }
