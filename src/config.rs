@@ -860,7 +860,7 @@ impl RawRun {
             let span = seconds.span();
             let value = *seconds.get_ref();
             let key = "late_stage_budget_seconds";
-            if !(value >= 0.0) {
+            if value.is_nan() || value < 0.0 {
                 let value = value.to_string();
                 return Err(ctx.invalid(span, Problem::OutOfRange { key, value }));
             }

@@ -1940,6 +1940,9 @@ struct LateInput {
     run: RunId,
 }
 
+/// A running late job and its stop flag.
+type LateJob = (JoinHandle<BTreeMap<String, TaskMemory>>, Arc<AtomicBool>);
+
 /// What a late job reports to its run loop after each stage.
 struct LateEvent {
     step: u64,
@@ -2320,7 +2323,7 @@ async fn run_loop(
     let mut renamed: HashSet<PathBuf> = HashSet::new();
     let mut job: Option<JoinHandle<Outcome>> = None;
     let (ltx, mut lrx) = mpsc::unbounded_channel::<LateEvent>();
-    let mut late_job: Option<(JoinHandle<BTreeMap<String, TaskMemory>>, Arc<AtomicBool>)> = None;
+    let mut late_job: Option<LateJob> = None;
     let mut scan_now = true;
     let mut missing_logged = false;
     info!(run = %name, folder = %cfg.folder.display(), "watching");

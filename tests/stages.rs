@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[path = "common/mod.rs"]
+#[allow(dead_code)] // not every helper is used here
 mod common;
 #[path = "common/daemon.rs"]
+#[allow(dead_code)] // the harness serves several test binaries
 mod harness;
 use harness::{Daemon, Scrape, exe, folder, run_table, tempdir, write_config, write_renamed};
 

@@ -237,6 +237,11 @@ pub struct LayerReport {
     pub seconds: f64,
 }
 
+/// Label distances `(a, b, d)` and the cluster-distance summary.
+type LabelDistances = (Vec<(u32, u32, f64)>, ClusterDistanceSummary);
+/// Label-hull distances `(a, b, h)` and how many solves ended undetermined.
+type HullDistances = (Vec<(u32, u32, f64)>, usize);
+
 fn yes() -> bool {
     true
 }
@@ -295,7 +300,7 @@ fn label_distances(
     warm: Option<&HashMap<(u64, u64), CompactWarm>>,
     remember: &mut HashMap<(u64, u64), CompactWarm>,
     keep_going: KeepGoing<'_>,
-) -> Result<(Vec<(u32, u32, f64)>, ClusterDistanceSummary), Interrupted> {
+) -> Result<LabelDistances, Interrupted> {
     let pairs: Vec<(usize, usize)> = (0..clusters.len())
         .flat_map(|x| (x + 1..clusters.len()).map(move |y| (x, y)))
         .filter(|&(x, y)| clusters[x].label != clusters[y].label)
@@ -655,7 +660,7 @@ fn label_hull_distances(
     warm: Option<&HashMap<(u32, u32), CompactWarm>>,
     remember: &mut HashMap<(u32, u32), CompactWarm>,
     keep_going: KeepGoing<'_>,
-) -> Result<(Vec<(u32, u32, f64)>, usize), Interrupted> {
+) -> Result<HullDistances, Interrupted> {
     let mut compact = Vec::with_capacity(rows.len() * dim);
     let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); n_labels];
     for (pos, &r) in rows.iter().enumerate() {
