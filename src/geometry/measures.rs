@@ -242,6 +242,15 @@ type LabelDistances = (Vec<(u32, u32, f64)>, ClusterDistanceSummary);
 /// Label-hull distances `(a, b, h)` and how many solves ended undetermined.
 type HullDistances = (Vec<(u32, u32, f64)>, usize);
 
+/// The solver parameters of a layer: one absolute tolerance from the fit
+/// split's scale for every query of the layer (1 for a degenerate layer).
+fn layer_hull(params: &MeasureParams, scale: f64) -> HullParams {
+    HullParams {
+        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
+        ..params.hull
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -758,10 +767,7 @@ pub fn measure_core(
     for &r in &train {
         label_counts[labels[r] as usize] += 1;
     }
-    let hull = HullParams {
-        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
-        ..params.hull
-    };
+    let hull = layer_hull(params, scale);
     let mut next = LayerMemory {
         rows: labels.len(),
         ..Default::default()
@@ -862,10 +868,7 @@ pub fn measure_test_hulls(
         return Ok(());
     }
     let scale = report.scale;
-    let hull = HullParams {
-        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
-        ..params.hull
-    };
+    let hull = layer_hull(params, scale);
     let (test_hd, u) = label_hull_distances(
         input.data,
         input.dim,
@@ -954,10 +957,7 @@ pub fn measure_clusters(
         .expect("the fit split") as u8;
     let train = rows_of(split, train_id);
     let scale = report.scale;
-    let hull = HullParams {
-        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
-        ..params.hull
-    };
+    let hull = layer_hull(params, scale);
     let lp = LabelledPoints {
         data,
         dim,
@@ -1151,10 +1151,7 @@ pub fn measure_test_clusters(
         return Ok(());
     }
     let scale = report.scale;
-    let hull = HullParams {
-        scale: Some(if scale > 0.0 { scale } else { 1.0 }),
-        ..params.hull
-    };
+    let hull = layer_hull(params, scale);
     if !keep_going() {
         return Err(Interrupted);
     }
