@@ -1663,16 +1663,31 @@ fn load_source(
 ) -> Result<LateSource, Failure> {
     match (cfg.layout, probe) {
         (Layout::Dumps, _) => {
-            let dump = match held.map(std::fs::File::try_clone) {
-                Some(Ok(file)) => ActivationDump::open_file(&candidate.path, file),
-                _ => ActivationDump::open(&candidate.path),
-            }
-            .map_err(from_dump)?;
+            let opened = match held {
+                Some(f) => f.try_clone(),
+                None => std::fs::File::open(&candidate.path),
+            };
+            let file = opened.map_err(|e| Failure {
+                kind: "io",
+                message: format!("{}: opening the file: {e}", candidate.path.display()),
+            })?;
+            // A second handle to the same open file: its size and mtime tell
+            // whether the bytes the late stages read are still this version.
+            let watch = file.try_clone().map_err(|e| Failure {
+                kind: "io",
+                message: format!("{}: duplicating the handle: {e}", candidate.path.display()),
+            })?;
+            let dump = ActivationDump::open_file(&candidate.path, file).map_err(from_dump)?;
             let tasks: Vec<String> = match &cfg.tasks {
                 Some(t) => t.clone(),
                 None => dump.tasks().iter().map(|t| t.name.clone()).collect(),
             };
-            Ok(LateSource::Dump { dump, tasks })
+            Ok(LateSource::Dump {
+                dump,
+                tasks,
+                watch,
+                version: (candidate.size, candidate.mtime),
+            })
         }
         (Layout::HfCheckpoints, Some(probe)) => {
             let encoder = Encoder::load(&candidate.path).map_err(|e| encoder_failure(&e))?;
@@ -1709,18 +1724,39 @@ enum LateSource {
     Dump {
         dump: ActivationDump,
         tasks: Vec<String>,
+        /// Another handle to the file `dump` reads.
+        watch: std::fs::File,
+        /// Size and mtime of the version the scan judged complete.
+        version: (u64, SystemTime),
     },
     Extracted(Vec<ExtractedActivations>),
 }
 
 impl LateSource {
+    /// Whether the bytes read may no longer be the analysed version: the
+    /// dump was overwritten in place or truncated since the scan (a rename
+    /// or a delete leaves the open file as it was). Extracted activations
+    /// are in memory and never change.
+    fn changed(&self) -> bool {
+        match self {
+            LateSource::Dump { watch, version, .. } => {
+                let now = watch
+                    .metadata()
+                    .ok()
+                    .map(|m| (m.len(), m.modified().unwrap_or(UNIX_EPOCH)));
+                now != Some(*version)
+            }
+            LateSource::Extracted(_) => false,
+        }
+    }
+
     /// Calls `f` with every task's activations.
     fn with<T>(
         &self,
         f: impl FnOnce(&[&dyn Activations]) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         match self {
-            LateSource::Dump { dump, tasks } => {
+            LateSource::Dump { dump, tasks, .. } => {
                 let ts: Vec<DumpTask<'_>> = tasks
                     .iter()
                     .map(|n| DumpTask::new(dump, Some(n)))
@@ -1940,6 +1976,13 @@ struct LateInput {
     run: RunId,
 }
 
+impl LateInput {
+    /// Size and mtime (ns) of the version analysed, as stored.
+    fn version(&self) -> (u64, i64) {
+        (self.candidate.size, mtime_ns(self.candidate.mtime))
+    }
+}
+
 /// A running late job and its stop flag.
 type LateJob = (JoinHandle<BTreeMap<String, TaskMemory>>, Arc<AtomicBool>);
 
@@ -1995,9 +2038,14 @@ fn record_not_run(
             layers: input.reports.len(),
             finished_unix: unix_now(),
             detail: Some(detail),
+            version: input.version(),
         };
-        if let Err(e) = store.record_stage(input.checkpoint_id, &[], &rec) {
-            warn!(run = %cfg.name, error = %e, "cannot record a stage outcome");
+        match store.record_stage(input.checkpoint_id, &[], &rec) {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!(run = %cfg.name, step = input.candidate.step, "stage outcome not recorded: the stored row is a newer version");
+            }
+            Err(e) => warn!(run = %cfg.name, error = %e, "cannot record a stage outcome"),
         }
     }
 }
@@ -2069,6 +2117,12 @@ fn late_job_fn(
             }
         }
     };
+    let changed_note = "the checkpoint changed while being read (overwritten in place or truncated); its new version is analysed once complete";
+    if source.changed() {
+        info!(run, step, path = %input.candidate.path.display(), "checkpoint changed while being read; late stages not run, its new version is analysed once complete");
+        record_not_run(shared, cfg, &input, "skipped", changed_note);
+        return memory;
+    }
     let partition = partition_of(cfg);
     let mut reports: Layers = (*input.reports).clone();
     let mut next: BTreeMap<String, TaskMemory> = BTreeMap::new();
@@ -2188,7 +2242,19 @@ fn late_job_fn(
             }
         }
         let seconds = working().as_secs_f64();
-        let outcome = if failure.is_some() {
+        // The bytes read must be the version the core stage stored: a dump
+        // overwritten in place or truncated meanwhile gives values that
+        // belong to no one version, and nothing of them is stored.
+        let changed = source.changed();
+        if changed {
+            info!(run, step, stage = name, path = %input.candidate.path.display(), "checkpoint changed while being read; stage results discarded, its new version is analysed once complete");
+            done.clear();
+            interrupted = 0;
+            failure = None;
+        }
+        let outcome = if changed {
+            "skipped"
+        } else if failure.is_some() {
             "failed"
         } else if interrupted == 0 {
             "done"
@@ -2199,7 +2265,7 @@ fn late_job_fn(
         };
         // Nothing applied (e.g. no test split): recorded as done with no
         // layer, so a restart does not look for it again.
-        let not_applicable = done.is_empty() && interrupted == 0 && failure.is_none();
+        let not_applicable = done.is_empty() && interrupted == 0 && failure.is_none() && !changed;
         // Store first, then tell the loop (which publishes).
         let records: Vec<LayerRecord> = done
             .iter()
@@ -2218,6 +2284,7 @@ fn late_job_fn(
             })
             .collect();
         let detail = match (&failure, outcome) {
+            _ if changed => Some(changed_note.to_owned()),
             (Some(m), _) => Some(m.clone()),
             (None, "abandoned") => Some(format!(
                 "late-stage budget of {} s ran out",
@@ -2237,6 +2304,7 @@ fn late_job_fn(
             layers: wanted.len(),
             finished_unix: unix_now(),
             detail: detail.as_deref(),
+            version: input.version(),
         };
         let stored = {
             let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -2252,12 +2320,18 @@ fn late_job_fn(
         shared
             .metrics
             .stage_outcome(run, name, outcome, Some(seconds));
+        // The row is gone or a newer version of the file (row ids can be
+        // reused): these results belong to no stored checkpoint.
+        let replaced = matches!(stored, Ok(false));
         match stored {
-            Ok(()) => {
+            Ok(true) => {
                 for (key, r) in &done {
                     reports.insert(key.clone(), r.clone());
                 }
                 let _ = tx.send(LateEvent { step, layers: done });
+            }
+            Ok(false) => {
+                info!(run, step, stage = name, path = %input.candidate.path.display(), "stage results not stored: the checkpoint's stored row is now a newer version of the file");
             }
             Err(e) => {
                 warn!(run, step, stage = name, error = %e, "stage results not stored; not published");
@@ -2286,6 +2360,12 @@ fn late_job_fn(
                 reason = detail.as_deref().unwrap_or(""),
                 "stage finished"
             );
+        }
+        if changed || replaced {
+            // Later stages would read the same changed file or write to a
+            // row that is not theirs; the warm memory of this job may come
+            // from changed bytes and is dropped.
+            return memory;
         }
     }
     let mut memory = memory;

@@ -399,6 +399,9 @@ pub struct StageRecord<'a> {
     pub finished_unix: f64,
     /// Why it was not done, when it was not.
     pub detail: Option<&'a str>,
+    /// Size and mtime (ns) of the checkpoint version the stage analysed:
+    /// nothing is written when the stored row is no longer that version.
+    pub version: (u64, i64),
 }
 
 /// A checkpoint to record with [`Store::record_checkpoint`].
@@ -1024,12 +1027,16 @@ impl Store {
     /// checkpoint with the ones a late stage completed, and records the
     /// stage's outcome, in one transaction. Only existing (task, layer) rows
     /// are updated; centroids are the core stage's and stay.
+    ///
+    /// Returns `false`, writing nothing, when the row `checkpoint_id` is gone
+    /// or no longer the version `stage.version` names (a new version of the
+    /// file replaced it while the stage ran; row ids can be reused).
     pub fn record_stage(
         &mut self,
         checkpoint_id: i64,
         layers: &[LayerRecord],
         stage: &StageRecord<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let db = self.db.as_path();
         let what = || {
             format!(
@@ -1048,6 +1055,18 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(db, what()))?;
+        let version: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT size, mtime_ns FROM checkpoint WHERE id = ?1",
+                [checkpoint_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_err(db, what()))?;
+        let (size, mtime_ns) = stage.version;
+        if version != Some((size as i64, mtime_ns)) {
+            return Ok(false);
+        }
         {
             let mut up = tx
                 .prepare_cached(
@@ -1082,7 +1101,8 @@ impl Store {
             )
             .map_err(sql_err(db, what()))?;
         }
-        tx.commit().map_err(sql_err(db, what()))
+        tx.commit().map_err(sql_err(db, what()))?;
+        Ok(true)
     }
 
     /// The stage outcomes recorded for a checkpoint: `(stage, outcome)`.
@@ -1753,8 +1773,9 @@ mod tests {
             layers: 2,
             finished_unix: 1.7e9,
             detail: Some("budget"),
+            version: (1010, 5),
         };
-        store.record_stage(id, &[late.clone()], &rec).unwrap();
+        assert!(store.record_stage(id, &[late.clone()], &rec).unwrap());
         let back = store.layers(id).unwrap();
         let row = back
             .iter()
@@ -1773,7 +1794,7 @@ mod tests {
             outcome: "done",
             ..rec
         };
-        store.record_stage(id, &[], &again).unwrap();
+        assert!(store.record_stage(id, &[], &again).unwrap());
         assert_eq!(
             store.stage_runs(id).unwrap(),
             vec![("clusters".to_owned(), "done".to_owned())]
@@ -1783,6 +1804,26 @@ mod tests {
             ..rec
         };
         assert!(store.record_stage(id, &[], &bad).is_err());
+        // A new version of the file replaces the row (its id may be the
+        // same): the old version's stage writes nothing.
+        let id2 = store
+            .record_checkpoint(run, &done(10, &cpath, 6, &layers))
+            .unwrap();
+        let stale = StageRecord {
+            outcome: "done",
+            ..rec
+        };
+        assert!(!store.record_stage(id2, &[late.clone()], &stale).unwrap());
+        assert_same_layers(&store.layers(id2).unwrap(), &layers);
+        assert!(store.stage_runs(id2).unwrap().is_empty());
+        // Its own version is written.
+        let fresh = StageRecord {
+            version: (1010, 6),
+            ..stale
+        };
+        assert!(store.record_stage(id2, &[late], &fresh).unwrap());
+        // A row that is gone: nothing written, no error.
+        assert!(!store.record_stage(id2 + 100, &[], &fresh).unwrap());
     }
 
     #[test]

@@ -392,14 +392,16 @@ fn prometheus_scrapes_alerts_on_the_drifting_run_and_answers_every_dashboard_que
     for a in &firing {
         let name = a["labels"]["alertname"].as_str().unwrap_or_default();
         assert!(
-            !(name.starts_with("ProbewatchLabelDistanceShrank") && a["labels"]["run"] == "stable"),
+            !((name.starts_with("ProbewatchLabelDistanceShrank")
+                || name.starts_with("ProbewatchLabelHullDistanceShrank"))
+                && a["labels"]["run"] == "stable"),
             "shrink alert for the stable run: {a}"
         );
     }
     // The state over the whole test: ALERTS never held a shrink alert of
     // the stable run.
     let stable_alerts = prom.query_range(
-        "ALERTS{alertname=~\"ProbewatchLabelDistanceShrank.*\",run=\"stable\"}",
+        "ALERTS{alertname=~\"ProbewatchLabel(Hull)?DistanceShrank.*\",run=\"stable\"}",
         started,
         unix_now(),
         1.0,

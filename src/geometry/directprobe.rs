@@ -35,11 +35,16 @@
 //! refused), so the output never holds two intersecting clusters of
 //! different labels; their number is reported.
 //!
+//! [`cluster_interruptible`] asks its caller before every hull solve whether
+//! to go on (the daemon's late-stage budget and its pause while a newer
+//! checkpoint's core stage runs); the answer only decides when work stops.
+//!
 //! This module does not compute distances between the final clusters or any
-//! measure (see [`super::measures`]) and does no I/O.
+//! measure (see [`super::measures`]), looks at no clock and does no I/O.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{self, AtomicBool};
 
 use rayon::prelude::*;
 
@@ -47,6 +52,7 @@ use super::hull::{
     Gram, HullParams, PointSet, Query, Verdict, dist2_ff, hull_distance, rms_radius,
 };
 use super::memory::{ClusteringMemory, CompactWarm, members_key};
+use super::{Interrupted, KeepGoing, never_stop};
 
 /// One final cluster: a label and the rows (sorted) of the layer matrix.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -233,6 +239,24 @@ pub fn cluster_with(
     params: &HullParams,
     memory: Option<&ClusteringMemory>,
 ) -> (Clustering, ClusteringMemory) {
+    match cluster_interruptible(input, params, memory, &never_stop) {
+        Ok(r) => r,
+        Err(Interrupted) => unreachable!("never_stop never stops"),
+    }
+}
+
+/// [`cluster_with`] that asks `keep_going` before every hull solve (label
+/// pairs, then each blocking check of the greedy loop) and stops with
+/// [`Interrupted`] when it answers `false`; `keep_going` may block, which
+/// pauses the clustering. A run that is not interrupted returns exactly what
+/// [`cluster_with`] returns: the question changes when work stops, never
+/// what it computes.
+pub fn cluster_interruptible(
+    input: LabelledPoints<'_>,
+    params: &HullParams,
+    memory: Option<&ClusteringMemory>,
+    keep_going: KeepGoing<'_>,
+) -> Result<(Clustering, ClusteringMemory), Interrupted> {
     let LabelledPoints {
         data,
         dim,
@@ -267,9 +291,14 @@ pub fn cluster_with(
         .enumerate()
         .flat_map(|(k, &a)| present[k + 1..].iter().map(move |&b| (a, b)))
         .collect();
-    let verdicts: Vec<(Verdict, usize, CompactWarm)> = pairs
+    let stopped = AtomicBool::new(false);
+    let verdicts: Vec<Option<(Verdict, usize, CompactWarm)>> = pairs
         .par_iter()
         .map(|&(a, b)| {
+            if stopped.load(atomic::Ordering::Relaxed) || !keep_going() {
+                stopped.store(true, atomic::Ordering::Relaxed);
+                return None;
+            }
             let warm = memory
                 .and_then(|m| m.label_pairs.get(&(a as u32, b as u32)))
                 .map(CompactWarm::to_warm);
@@ -280,9 +309,11 @@ pub fn cluster_with(
                 params,
                 warm.as_ref(),
             );
-            (r.verdict, 1, CompactWarm::from_result(&r, true))
+            Some((r.verdict, 1, CompactWarm::from_result(&r, true)))
         })
         .collect();
+    let verdicts: Vec<(Verdict, usize, CompactWarm)> =
+        verdicts.into_iter().collect::<Option<_>>().ok_or(Interrupted)?;
     let mut next = ClusteringMemory::default();
     let mut stats = ClusterStats::default();
     let mut label_separated = vec![vec![None; n_labels]; n_labels];
@@ -330,7 +361,12 @@ pub fn cluster_with(
             params,
             memory: memory.map(|m| &m.blocks),
         };
-        clusters.extend(greedy.run(&unresolved_rows, &mut stats, &mut next.blocks));
+        clusters.extend(greedy.run(
+            &unresolved_rows,
+            &mut stats,
+            &mut next.blocks,
+            keep_going,
+        )?);
     }
     for c in &mut clusters {
         c.members.sort_unstable();
@@ -340,7 +376,7 @@ pub fn cluster_with(
             .cmp(&y.label)
             .then_with(|| x.members[0].cmp(&y.members[0]))
     });
-    (
+    Ok((
         Clustering {
             clusters,
             resolved,
@@ -348,7 +384,7 @@ pub fn cluster_with(
             stats,
         },
         next,
-    )
+    ))
 }
 
 struct Greedy<'a> {
@@ -368,7 +404,8 @@ impl Greedy<'_> {
         rows: &[usize],
         stats: &mut ClusterStats,
         remember: &mut HashMap<(u64, u64), CompactWarm>,
-    ) -> Vec<Cluster> {
+        keep_going: KeepGoing<'_>,
+    ) -> Result<Vec<Cluster>, Interrupted> {
         let mut remembered_bytes = 0usize;
         let (data, dim, gram) = (self.data, self.dim, self.gram);
         let mut work: Vec<Work> = rows
@@ -483,6 +520,9 @@ impl Greedy<'_> {
                     stats.sphere_skips += 1;
                     continue;
                 }
+                if !keep_going() {
+                    return Err(Interrupted);
+                }
                 stats.hull_queries += 1;
                 let key = (union_key, members_key(wc.label, &wc.members));
                 let warm = self
@@ -560,13 +600,14 @@ impl Greedy<'_> {
                 blocker,
             });
         }
-        work.into_iter()
+        Ok(work
+            .into_iter()
             .filter(|w| w.alive)
             .map(|w| Cluster {
                 label: w.label,
                 members: w.members,
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -691,6 +732,46 @@ mod tests {
     /// Four single points in XOR: both diagonals are at the same centroid
     /// distance; the tie goes to the smaller ids (label 0's pair), whose
     /// diagonal then blocks label 1's: 3 clusters, not 4.
+    #[test]
+    fn an_interruption_stops_it_and_an_uninterrupted_run_is_unchanged() {
+        use std::sync::atomic::AtomicUsize;
+        let (pts, labels) = xor_blobs();
+        let rows: Vec<usize> = (0..labels.len()).collect();
+        let input = LabelledPoints {
+            data: &pts,
+            dim: 2,
+            labels: &labels,
+            n_labels: 2,
+            rows: &rows,
+            gram: None,
+        };
+        let params = HullParams {
+            scale: Some(1.0),
+            ..HullParams::default()
+        };
+        let want = cluster(input, &params);
+        // Counting the questions without ever stopping: the same result.
+        let asked = AtomicUsize::new(0);
+        let count = || {
+            asked.fetch_add(1, atomic::Ordering::Relaxed);
+            true
+        };
+        let (got, _) = cluster_interruptible(input, &params, None, &count).unwrap();
+        assert_eq!(got.clusters, want.clusters);
+        let n = asked.load(atomic::Ordering::Relaxed);
+        assert!(n > 1, "asked {n} times");
+        // Stopping at every question in turn: always `Interrupted`.
+        for stop_at in 0..n {
+            let k = AtomicUsize::new(0);
+            let stop = || k.fetch_add(1, atomic::Ordering::Relaxed) < stop_at;
+            assert_eq!(
+                cluster_interruptible(input, &params, None, &stop).err(),
+                Some(Interrupted),
+                "stopped at question {stop_at} of {n}"
+            );
+        }
+    }
+
     #[test]
     fn xor_four_points_tie_break() {
         let pts = [0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0];

@@ -29,6 +29,7 @@ use super::hull::{
     rms_radius,
 };
 use super::memory::{CompactWarm, LayerMemory, cluster_key};
+pub use super::{Interrupted, KeepGoing, never_stop};
 use super::working_set::hull_distance_ws;
 
 /// How the distance between two labels is formed from their cluster
@@ -540,22 +541,6 @@ pub enum Partition {
     Frozen,
 }
 
-/// The caller stopped a stage before it finished: its `keep_going` answered
-/// false. Nothing of the stage is kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("interrupted by the caller")]
-pub struct Interrupted;
-
-/// Asked between steps of a long stage; `false` stops it with
-/// [`Interrupted`]. It may block (the caller pauses the work inside it). The
-/// core never looks at a clock: budgets and pauses are the caller's.
-pub type KeepGoing<'a> = &'a (dyn Fn() -> bool + Sync);
-
-/// A [`KeepGoing`] that never stops.
-pub fn never_stop() -> bool {
-    true
-}
-
 /// The whole-layer Gram matrix when it fits `params.gram_budget_bytes`.
 pub fn layer_gram(input: &LayerInput<'_>, params: &MeasureParams) -> Option<Gram> {
     let n = input.labels.len();
@@ -977,7 +962,12 @@ pub fn measure_clusters(
     let clustering = match frozen {
         Some(m) => frozen_clustering(&m.train_clusters, labels, n_labels),
         None => {
-            let (c, cm) = directprobe::cluster_with(lp, &hull, memory.map(|m| &m.train));
+            let (c, cm) = directprobe::cluster_interruptible(
+                lp,
+                &hull,
+                memory.map(|m| &m.train),
+                keep_going,
+            )?;
             next.train = cm;
             c
         }
@@ -1170,7 +1160,12 @@ pub fn measure_test_clusters(
                 rows: &test,
                 gram,
             };
-            let (c, cm) = directprobe::cluster_with(lp, &hull, memory.map(|m| &m.test));
+            let (c, cm) = directprobe::cluster_interruptible(
+                lp,
+                &hull,
+                memory.map(|m| &m.test),
+                keep_going,
+            )?;
             next.test = cm;
             c.clusters
         }
