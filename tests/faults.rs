@@ -31,9 +31,10 @@ use serde_json::Value;
 #[allow(dead_code)] // not every helper is used here
 mod harness;
 use harness::{
-    Daemon, Event, folder, is, probe_json, run_table, small_dump, synthetic_dump, tempdir,
-    write_config, write_renamed,
+    Daemon, Event, folder, is, probe_json, run_table, small_dump, synthetic_dump,
+    synthetic_dump_of, tempdir, write_config, write_renamed,
 };
+use probewatch::synth::Variant;
 
 const DEBUG: [(&str, &str); 1] = [("RUST_LOG", "probewatch=debug")];
 
@@ -500,20 +501,25 @@ fn permission_denied_on_a_trainer_checkpoint() {
 /// A dump whose analysis takes a while (1,500 points in 32 dimensions, 6
 /// confusable labels, 2 layers), with step `step` but contents of `seed`.
 fn slow_dump(step: u64, seed: u64) -> Vec<u8> {
-    // NOT DONE: with staged analysis the core stage of this dump finishes
-    // before the test's 100 ms wait, so the swap no longer lands inside the
-    // read and this test fails (6000 × 96 × 24 labels was tried: far too
-    // slow). Needs a dump sized for the core stage, and the same
-    // changed-while-read check for the late stages' reads.
-    let mut spec = synthetic_dump(1500, 32, 6, 2, seed);
+    // Sized so that its core stage (label-hull distances to the solver's
+    // gap, which isotropic noise in 128 dimensions makes the slow case)
+    // takes about 0.8 s here with the test profile, well past the test's
+    // 100 ms wait, while DirectProbe stays cheap (every label pair is
+    // separable: one cluster per label), so the late stages finish in a
+    // few seconds (`probewatch probe` on it: 0.78 s core-only, 2.7 s in
+    // all).
+    let mut spec = synthetic_dump_of(Variant::SeparableIsotropic, 4000, 128, 8, 8, seed);
     spec.step = step;
     spec.bytes()
 }
 
 /// The stored row of `path` belongs to the file as it is now: same size and
-/// mtime, and per layer the same clusters and min label distances as
-/// `probewatch probe --json` computes from the file now.
-fn assert_stored_matches_file(db: &Path, run: &str, path: &Path) {
+/// mtime, and per layer the same min label-hull distances (the core stage;
+/// to the solver's relative gap, as the daemon warm-starts) and, where the
+/// clusters stage ran (it is skipped for a checkpoint when a newer one
+/// waits), the same clusters and min label distances as `probewatch probe
+/// --json` computes from the file now. Returns whether it was clustered.
+fn assert_stored_matches_file(db: &Path, run: &str, path: &Path) -> bool {
     let rows = stored(db, run);
     let row = rows
         .iter()
@@ -531,6 +537,8 @@ fn assert_stored_matches_file(db: &Path, run: &str, path: &Path) {
     let expected = probe_json(path);
     let store = Store::open_reader(db).expect("store");
     let layers = store.layers(row.id).expect("layers");
+    let close = |a: f64, b: f64, rel: f64| (a - b).abs() <= rel * a.abs().max(b.abs()) + 1e-9;
+    let mut clustered = true;
     for l in &layers {
         let got: Value = serde_json::from_str(&l.report_json).expect("report JSON");
         let want = expected["layers"]
@@ -539,6 +547,24 @@ fn assert_stored_matches_file(db: &Path, run: &str, path: &Path) {
             .iter()
             .find(|x| x["layer"] == l.layer)
             .expect("layer in probe output");
+        let (g, w) = (
+            got["min_label_hull_distance"].as_array().unwrap(),
+            want["min_label_hull_distance"].as_array().unwrap(),
+        );
+        assert_eq!(g.len(), w.len());
+        for (a, b) in g.iter().zip(w) {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!(
+                close(a, b, 1e-4),
+                "{} layer {}: stored hull distance {a}, file now {b}",
+                path.display(),
+                l.layer
+            );
+        }
+        if got["clustered"] == Value::Bool(false) {
+            clustered = false;
+            continue;
+        }
         assert_eq!(
             got["clusters"],
             want["clusters"],
@@ -554,20 +580,22 @@ fn assert_stored_matches_file(db: &Path, run: &str, path: &Path) {
         for (a, b) in g.iter().zip(w) {
             let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
             assert!(
-                (a - b).abs() <= 1e-5 * a.abs().max(b.abs()) + 1e-9,
+                close(a, b, 1e-5),
                 "{} layer {}: stored {a}, file now {b}",
                 path.display(),
                 l.layer
             );
         }
     }
+    clustered
 }
 
 /// 4. A dump replaced while it is read: by a rename (the reader keeps the
 ///    old file; that version is stored, then the new one replaces it), and
 ///    overwritten in place or truncated (the result belongs to no one
-///    version: nothing is stored for it). In every case the stored row is
-///    the file as it finally is, analysed from that version alone.
+///    version: nothing is stored for it), during the core stage or during a
+///    late one. In every case the stored row is the file as it finally is,
+///    analysed from that version alone.
 #[test]
 fn checkpoint_replaced_while_being_read() {
     let dir = tempdir();
@@ -579,7 +607,7 @@ fn checkpoint_replaced_while_being_read() {
     let base = write_renamed(
         &run,
         "ckpt-0.safetensors",
-        &synthetic_dump(200, 32, 6, 2, 0).bytes(),
+        &synthetic_dump_of(Variant::SeparableIsotropic, 400, 128, 8, 8, 0).bytes(),
     );
     let d = Daemon::watch(&cfg, &DEBUG);
     d.wait_metrics("step 0", |s| {
@@ -644,8 +672,37 @@ fn checkpoint_replaced_while_being_read() {
         "the new step 300 analysed",
         is("checkpoint analysed", &c),
     );
-    let s = d.wait_metrics("step 300", |s| {
-        s.get("probewatch_checkpoint_step", &r) == Some(300.0)
+
+    // (d) Overwritten in place during a late stage, after its core values
+    //     were stored: the stage's results belong to no one version and are
+    //     discarded; the new version is analysed, core and late, in its place.
+    let e = write_renamed(&run, "ckpt-400.safetensors", &slow_dump(400, 400));
+    let (i, _) = d.wait_event(i, "step 400 analysed", is("checkpoint analysed", &e));
+    let (i, _) = d.wait_event(i, "the clusters stage of step 400", |ev| {
+        ev.message == "stage started"
+            && ev.field("step") == "400"
+            && ev.field("stage") == "clusters"
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&e)
+        .expect("open in place");
+    f.write_all(&slow_dump(400, 401))
+        .expect("overwriting in place");
+    f.sync_all().unwrap();
+    drop(f);
+    let late_changed = "checkpoint changed while being read; stage results discarded, its new version is analysed once complete";
+    // The new version's core stage may end before or after the old
+    // version's late stage notices (it pauses for the core stage).
+    d.wait_event(i, "step 400's late results discarded", is(late_changed, &e));
+    d.wait_event(
+        i + 1,
+        "the new step 400 analysed",
+        is("checkpoint analysed", &e),
+    );
+    let s = d.wait_metrics("step 400", |s| {
+        s.get("probewatch_checkpoint_step", &r) == Some(400.0)
     });
     // The truncated version, stable for two scans, is an invalid file.
     let failures = s.failures("swap");
@@ -671,11 +728,19 @@ fn checkpoint_replaced_while_being_read() {
         1,
         "only the new step 300"
     );
-    let paths = [base, a, b, c];
-    assert_stored_once(&db, "swap", &paths, 2);
+    assert_eq!(
+        count(&events, "checkpoint analysed", &e),
+        2,
+        "step 400's core stage, both versions"
+    );
+    let paths = [base, a, b, c, e];
+    assert_stored_once(&db, "swap", &paths, 8);
     for p in &paths[1..] {
         assert_stored_matches_file(&db, "swap", p);
     }
+    // Nothing newer waits for the newest: its late stages ran, on the
+    // version the file now holds.
+    assert!(assert_stored_matches_file(&db, "swap", &paths[4]));
 }
 
 /// 5. A symlink in the run folder pointing to a dump outside it: by default

@@ -312,8 +312,10 @@ pub fn cluster_interruptible(
             Some((r.verdict, 1, CompactWarm::from_result(&r, true)))
         })
         .collect();
-    let verdicts: Vec<(Verdict, usize, CompactWarm)> =
-        verdicts.into_iter().collect::<Option<_>>().ok_or(Interrupted)?;
+    let verdicts: Vec<(Verdict, usize, CompactWarm)> = verdicts
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or(Interrupted)?;
     let mut next = ClusteringMemory::default();
     let mut stats = ClusterStats::default();
     let mut label_separated = vec![vec![None; n_labels]; n_labels];
@@ -361,12 +363,7 @@ pub fn cluster_interruptible(
             params,
             memory: memory.map(|m| &m.blocks),
         };
-        clusters.extend(greedy.run(
-            &unresolved_rows,
-            &mut stats,
-            &mut next.blocks,
-            keep_going,
-        )?);
+        clusters.extend(greedy.run(&unresolved_rows, &mut stats, &mut next.blocks, keep_going)?);
     }
     for c in &mut clusters {
         c.members.sort_unstable();

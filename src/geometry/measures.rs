@@ -29,8 +29,8 @@ use super::hull::{
     rms_radius,
 };
 use super::memory::{CompactWarm, LayerMemory, cluster_key};
-pub use super::{Interrupted, KeepGoing, never_stop};
 use super::working_set::hull_distance_ws;
+pub use super::{Interrupted, KeepGoing, never_stop};
 
 /// How the distance between two labels is formed from their cluster
 /// distances.
@@ -1160,12 +1160,8 @@ pub fn measure_test_clusters(
                 rows: &test,
                 gram,
             };
-            let (c, cm) = directprobe::cluster_interruptible(
-                lp,
-                &hull,
-                memory.map(|m| &m.test),
-                keep_going,
-            )?;
+            let (c, cm) =
+                directprobe::cluster_interruptible(lp, &hull, memory.map(|m| &m.test), keep_going)?;
             next.test = cm;
             c.clusters
         }

@@ -31,4 +31,3 @@ pub type KeepGoing<'a> = &'a (dyn Fn() -> bool + Sync);
 pub fn never_stop() -> bool {
     true
 }
-

@@ -570,9 +570,28 @@ impl DumpSpec {
 /// (`probewatch::synth`), `layers` layers (each a scaled, differently
 /// perturbed copy), moved a little per `step` so checkpoints differ.
 pub fn synthetic_dump(n: usize, dim: usize, k: usize, layers: usize, step: u64) -> DumpSpec {
-    use probewatch::synth::{Rng, Variant, generate};
+    synthetic_dump_of(
+        probewatch::synth::Variant::Overlapping,
+        n,
+        dim,
+        k,
+        layers,
+        step,
+    )
+}
+
+/// [`synthetic_dump`] of another [`probewatch::synth::Variant`].
+pub fn synthetic_dump_of(
+    variant: probewatch::synth::Variant,
+    n: usize,
+    dim: usize,
+    k: usize,
+    layers: usize,
+    step: u64,
+) -> DumpSpec {
+    use probewatch::synth::{Rng, generate};
     let n_test = n / 5;
-    let base = generate(n - n_test, n_test, dim, k, Variant::Overlapping, 0x5eed);
+    let base = generate(n - n_test, n_test, dim, k, variant, 0x5eed);
     let layers = (0..layers)
         .map(|l| {
             let mut rng = Rng::new(1000 * step + l as u64 + 1);
