@@ -1683,7 +1683,7 @@ fn load_source(
                 None => dump.tasks().iter().map(|t| t.name.clone()).collect(),
             };
             Ok(LateSource::Dump {
-                dump,
+                dump: Box::new(dump),
                 tasks,
                 watch,
                 version: (candidate.size, candidate.mtime),
@@ -1722,7 +1722,7 @@ fn from_dump(e: DumpError) -> Failure {
 /// extracted activations stay in memory).
 enum LateSource {
     Dump {
-        dump: ActivationDump,
+        dump: Box<ActivationDump>,
         tasks: Vec<String>,
         /// Another handle to the file `dump` reads.
         watch: std::fs::File,
@@ -1759,7 +1759,7 @@ impl LateSource {
             LateSource::Dump { dump, tasks, .. } => {
                 let ts: Vec<DumpTask<'_>> = tasks
                     .iter()
-                    .map(|n| DumpTask::new(dump, Some(n)))
+                    .map(|n| DumpTask::new(dump.as_ref(), Some(n)))
                     .collect::<Result<_, _>>()
                     .map_err(from_dump)?;
                 let refs: Vec<&dyn Activations> =

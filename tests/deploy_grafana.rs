@@ -59,6 +59,8 @@ fn exposed_names() -> BTreeSet<String> {
     });
     m.checkpoint_analyzed("r", 1.0);
     m.checkpoint_failed("r", "io");
+    m.stage_outcome("r", "clusters", "done", Some(1.0));
+    m.set_late_pending("r", 0);
     let text = m.encode().expect("encodes");
     let mut names = BTreeSet::new();
     for line in text.lines() {

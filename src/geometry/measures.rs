@@ -28,7 +28,7 @@ use super::hull::{
     ClusterGram, Gram, HullParams, PointSet, Query, Verdict, hull_distance, point_distance_with,
     rms_radius,
 };
-use super::memory::{CompactWarm, LayerMemory, cluster_key};
+use super::memory::{ClusteringMemory, CompactWarm, LayerMemory, cluster_key};
 use super::working_set::hull_distance_ws;
 pub use super::{Interrupted, KeepGoing, never_stop};
 
@@ -905,6 +905,54 @@ pub fn core_part(r: &LayerReport) -> LayerReport {
     }
 }
 
+/// One split's partition and the label distances of its kept clusters, for
+/// the `clusters` and `test_clusters` stages: `frozen` when given (no
+/// clustering, no new DirectProbe memory), else DirectProbe warm-started
+/// from `warm`, whose memory for the next checkpoint is returned. Distance
+/// warm starts come from `memory` and go to `next`.
+#[allow(clippy::too_many_arguments)] // the split, the parameters, the partition source and the memories in and out
+fn partition_and_distances(
+    lp: LabelledPoints<'_>,
+    params: &MeasureParams,
+    hull: &HullParams,
+    frozen: Option<&[Cluster]>,
+    warm: Option<&ClusteringMemory>,
+    memory: Option<&LayerMemory>,
+    next: &mut LayerMemory,
+    keep_going: KeepGoing<'_>,
+) -> Result<(Clustering, Option<ClusteringMemory>, LabelDistances), Interrupted> {
+    if !keep_going() {
+        return Err(Interrupted);
+    }
+    let (clustering, cm) = match frozen {
+        Some(f) => (frozen_clustering(f, lp.labels, lp.n_labels), None),
+        None => {
+            let (c, cm) = directprobe::cluster_interruptible(lp, hull, warm, keep_going)?;
+            (c, Some(cm))
+        }
+    };
+    if !keep_going() {
+        return Err(Interrupted);
+    }
+    let kept: Vec<&Cluster> = clustering
+        .clusters
+        .iter()
+        .filter(|c| c.members.len() > params.drop_clusters_up_to)
+        .collect();
+    let distances = label_distances(
+        lp.data,
+        lp.dim,
+        lp.gram,
+        &kept,
+        params.label_distance,
+        hull,
+        memory.map(|m| &m.distances),
+        &mut next.distances,
+        keep_going,
+    )?;
+    Ok((clustering, cm, distances))
+}
+
 /// The `clusters` stage: DirectProbe on the fit split (or, with
 /// [`Partition::Frozen`] and a memory, the memory's partition), the
 /// distance of every pair of clusters of different labels, label distances
@@ -956,41 +1004,24 @@ pub fn measure_clusters(
         (Partition::Frozen, Some(m)) if !m.train_clusters.is_empty() => Some(m),
         _ => None,
     };
-    if !keep_going() {
-        return Err(Interrupted);
-    }
-    let clustering = match frozen {
-        Some(m) => frozen_clustering(&m.train_clusters, labels, n_labels),
-        None => {
-            let (c, cm) = directprobe::cluster_interruptible(
-                lp,
-                &hull,
-                memory.map(|m| &m.train),
-                keep_going,
-            )?;
-            next.train = cm;
-            c
-        }
-    };
-    if !keep_going() {
-        return Err(Interrupted);
+    let (clustering, cm, (label_distance, cluster_distance)) = partition_and_distances(
+        lp,
+        params,
+        &hull,
+        frozen.map(|m| m.train_clusters.as_slice()),
+        memory.map(|m| &m.train),
+        memory,
+        next,
+        keep_going,
+    )?;
+    if let Some(cm) = cm {
+        next.train = cm;
     }
     let kept: Vec<&Cluster> = clustering
         .clusters
         .iter()
         .filter(|c| c.members.len() > params.drop_clusters_up_to)
         .collect();
-    let (label_distance, cluster_distance) = label_distances(
-        data,
-        dim,
-        gram,
-        &kept,
-        params.label_distance,
-        &hull,
-        memory.map(|m| &m.distances),
-        &mut next.distances,
-        keep_going,
-    )?;
     let min_label_distance = min_distances(n_labels, &label_distance);
     let norm = |v: f64| if scale > 0.0 { v / scale } else { 0.0 };
     let label_distance_normalized = label_distance
@@ -1140,50 +1171,33 @@ pub fn measure_test_clusters(
     if test.is_empty() {
         return Ok(());
     }
-    let scale = report.scale;
-    let hull = layer_hull(params, scale);
-    if !keep_going() {
-        return Err(Interrupted);
-    }
+    let hull = layer_hull(params, report.scale);
     let frozen = match (partition, memory) {
         (Partition::Frozen, Some(m)) => m.test_clusters.as_deref(),
         _ => None,
     };
-    let tc = match frozen {
-        Some(t) => frozen_clustering(t, labels, n_labels).clusters,
-        None => {
-            let lp = LabelledPoints {
-                data,
-                dim,
-                labels,
-                n_labels,
-                rows: &test,
-                gram,
-            };
-            let (c, cm) =
-                directprobe::cluster_interruptible(lp, &hull, memory.map(|m| &m.test), keep_going)?;
-            next.test = cm;
-            c.clusters
-        }
-    };
-    if !keep_going() {
-        return Err(Interrupted);
-    }
-    let tkept: Vec<&Cluster> = tc
-        .iter()
-        .filter(|c| c.members.len() > params.drop_clusters_up_to)
-        .collect();
-    let (tld, _) = label_distances(
+    let lp = LabelledPoints {
         data,
         dim,
+        labels,
+        n_labels,
+        rows: &test,
         gram,
-        &tkept,
-        params.label_distance,
+    };
+    let (c, cm, (tld, _)) = partition_and_distances(
+        lp,
+        params,
         &hull,
-        memory.map(|m| &m.distances),
-        &mut next.distances,
+        frozen,
+        memory.map(|m| &m.test),
+        memory,
+        next,
         keep_going,
     )?;
+    if let Some(cm) = cm {
+        next.test = cm;
+    }
+    let tc = c.clusters;
     report.test_clusters = Some(tc.len());
     next.test_clusters = Some(tc);
     report.similarity.insert(
