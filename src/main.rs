@@ -9,16 +9,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-mod bench;
-mod bench_daemon;
-mod bench_live;
-mod bench_report;
-mod soak;
-
-use probewatch::analysis::{AnalysisOptions, Report, SubSplits, analyse_dump};
-use probewatch::geometry::classifier::{ClassifierParams, search_configs};
-use probewatch::geometry::measures::{LabelDistance, MeasureParams};
-use probewatch::source::dump::ActivationDump;
+use analysis::{AnalysisOptions, Report, SubSplits, analyse_dump};
+use geometry::classifier::{ClassifierParams, search_configs};
+use geometry::measures::{LabelDistance, MeasureParams};
+use source::dump::ActivationDump;
 
 #[derive(Parser)]
 #[command(
@@ -121,7 +115,7 @@ enum Command {
         classifier: bool,
         /// Configurations the classifier search tries (1 to 128; the first
         /// of a fixed order over the study's grid).
-        #[arg(long, default_value_t = probewatch::config::DEFAULT_CLASSIFIER_CONFIGURATIONS as u64,
+        #[arg(long, default_value_t = daemon::config::DEFAULT_CLASSIFIER_CONFIGURATIONS as u64,
               value_parser = clap::value_parser!(u64).range(1..=128))]
         classifier_configurations: u64,
         /// The memorisation setting: carve `subtrain`/`subtest` 80:20 out of
@@ -171,7 +165,7 @@ enum Command {
     /// the metrics; runs until Ctrl-C.
     Demo {
         /// Address to serve on.
-        #[arg(long, default_value_t = std::net::SocketAddr::from(([127, 0, 0, 1], probewatch::config::DEFAULT_PORT)))]
+        #[arg(long, default_value_t = std::net::SocketAddr::from(([127, 0, 0, 1], daemon::config::DEFAULT_PORT)))]
         listen: std::net::SocketAddr,
         /// Seconds between two simulated checkpoints.
         #[arg(long, default_value_t = 3.0)]
@@ -187,33 +181,6 @@ enum Command {
         #[arg(long = "web.config.file", value_name = "FILE")]
         web_config_file: Option<PathBuf>,
     },
-    /// Benchmarks: the shared PS-role dump and synthetic layers, each case in
-    /// its own process so peak memory is its own.
-    Bench {
-        /// Which cases (default: all).
-        #[arg(long, value_delimiter = ',')]
-        cases: Option<Vec<String>>,
-        /// Smaller synthetic layers (2,000 points) for a quick look.
-        #[arg(long)]
-        quick: bool,
-        /// Points of the synthetic layers (default 20,000; 2,000 with --quick).
-        #[arg(long)]
-        points: Option<usize>,
-        /// Kill a case that runs longer than this (seconds).
-        #[arg(long, default_value_t = 600)]
-        case_timeout: u64,
-        /// Run one case in this process and print its JSON line (internal).
-        #[arg(long, hide = true)]
-        case: Option<String>,
-        /// Folder holding the shared dumps.
-        #[arg(long, default_value = "../shared/data/dumps")]
-        data: PathBuf,
-    },
-    /// Soak and load: the real daemon (a child process) fed a checkpoint
-    /// every few hundred ms while clients scrape /metrics and /report; fails
-    /// on a lost checkpoint, growing memory or descriptors, or a failed
-    /// request.
-    Soak(soak::SoakArgs),
     /// Print the stored history as OpenMetrics, each checkpoint's samples at
     /// its own time, for `promtool tsdb create-blocks-from openmetrics`.
     ExportOpenmetrics {
@@ -302,8 +269,8 @@ fn run(cli: Cli) -> Result<()> {
             // again on every SIGHUP.
             let web_override = web_config_file.map(|f| absolute(&f)).transpose()?;
             let shard = resolve_shard(shard, shard_count)?;
-            let load = move || -> Result<probewatch::config::Config> {
-                let mut cfg = probewatch::config::load(&config)?;
+            let load = move || -> Result<daemon::config::Config> {
+                let mut cfg = daemon::config::load(&config)?;
                 if let Some(file) = &web_override {
                     cfg.web_config = Some(file.clone());
                 }
@@ -314,10 +281,10 @@ fn run(cli: Cli) -> Result<()> {
             let scheme = check_web_config(cfg.web_config.as_deref())?;
             let json = match log_format {
                 Some(f) => matches!(f, LogFormatArg::Json),
-                None => cfg.log_format == probewatch::config::LogFormat::Json,
+                None => cfg.log_format == daemon::config::LogFormat::Json,
             };
             init_logging(json);
-            let reload: probewatch::daemon::ReloadFn =
+            let reload: daemon::ReloadFn =
                 std::sync::Arc::new(move || load().map_err(|e| format!("{e:#}")));
             serve(cfg, Some(reload), move |addr| {
                 tracing::info!("metrics at {scheme}://{addr}/metrics");
@@ -325,10 +292,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Extract(args) => extract(&args, cli.threads.unwrap_or(0)),
         Command::CheckConfig { file } => {
-            let cfg = probewatch::config::load(&file)?;
+            let cfg = daemon::config::load(&file)?;
             print!("{}", cfg.describe());
             if let Some(web) = &cfg.web_config {
-                println!("{}", probewatch::web_config::load(web)?.describe());
+                println!("{}", daemon::web_config::load(web)?.describe());
             }
             check_probe_sets(&cfg)
         }
@@ -416,40 +383,6 @@ fn run(cli: Cli) -> Result<()> {
             layer,
             out,
         } => report(&store, run, task, layer, out),
-        Command::Bench {
-            cases,
-            quick,
-            points,
-            case_timeout,
-            case,
-            data,
-        } => {
-            if let Some(c) = case {
-                let line = bench::run_case(&c, quick, &data, points)?;
-                println!("{}", serde_json::to_string(&line)?);
-                return Ok(());
-            }
-            let exe = std::env::current_exe().context("locating the probewatch binary")?;
-            let names: Vec<String> =
-                cases.unwrap_or_else(|| bench::CASES.iter().map(|s| s.to_string()).collect());
-            let mut out = std::io::stdout().lock();
-            bench::print_header(&mut out, quick, cli.threads)?;
-            for name in &names {
-                let r = bench::run_in_child(
-                    &exe,
-                    name,
-                    quick,
-                    &data,
-                    cli.threads,
-                    points,
-                    std::time::Duration::from_secs(case_timeout),
-                )
-                .with_context(|| format!("benchmark case {name}"))?;
-                bench::print_row(&mut out, &r)?;
-            }
-            Ok(())
-        }
-        Command::Soak(args) => soak::run(&args),
         Command::ExportOpenmetrics {
             store,
             run,
@@ -457,15 +390,15 @@ fn run(cli: Cli) -> Result<()> {
             label_pairs,
             out,
         } => {
-            let options = probewatch::export::ExportOptions {
+            let options = view::export::ExportOptions {
                 run,
                 label_pairs,
                 timestamps: match timestamps {
-                    TimestampsArg::Checkpoint => probewatch::export::Timestamps::Checkpoint,
-                    TimestampsArg::Analysis => probewatch::export::Timestamps::Analysis,
+                    TimestampsArg::Checkpoint => view::export::Timestamps::Checkpoint,
+                    TimestampsArg::Analysis => view::export::Timestamps::Analysis,
                 },
             };
-            let exported = probewatch::export::export_store(&store, &options)?;
+            let exported = view::export::export_store(&store, &options)?;
             match &out {
                 Some(path) => std::fs::write(path, &exported.text)
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -612,8 +545,8 @@ fn init_logging(json: bool) {
 /// Runs the daemon on a fresh runtime until SIGINT or SIGTERM; with
 /// `reload`, SIGHUP reads the configuration again and applies it.
 fn serve(
-    cfg: probewatch::config::Config,
-    reload: Option<probewatch::daemon::ReloadFn>,
+    cfg: daemon::config::Config,
+    reload: Option<daemon::ReloadFn>,
     on_listening: impl FnOnce(std::net::SocketAddr) + Send + 'static,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -629,12 +562,12 @@ fn serve(
         });
         let reload = match reload {
             None => None,
-            Some(load) => Some(probewatch::daemon::Reload {
+            Some(load) => Some(daemon::Reload {
                 requests: forward_sighup()?,
                 load,
             }),
         };
-        probewatch::daemon::run_with_reload(cfg, rx, reload, on_listening).await?;
+        daemon::run_with_reload(cfg, rx, reload, on_listening).await?;
         anyhow::Ok(())
     });
     // An abandoned analysis may still be running on a blocking thread: do
@@ -683,8 +616,8 @@ fn demo(
     dir: Option<PathBuf>,
     web_config: Option<PathBuf>,
 ) -> Result<()> {
-    use probewatch::config::{Config, LogFormat, RunConfig};
-    use probewatch::demo::{CHECKPOINTS, STEP_EVERY, write_checkpoint};
+    use daemon::config::{Config, LogFormat, RunConfig};
+    use daemon::demo::{CHECKPOINTS, STEP_EVERY, write_checkpoint};
     anyhow::ensure!(
         interval.is_finite() && interval > 0.0,
         "--interval-seconds must be positive"
@@ -707,7 +640,7 @@ fn demo(
         runs: vec![run],
         web_config,
         shard: None,
-        limits: probewatch::config::Limits::default(),
+        limits: daemon::config::Limits::default(),
     };
     let writer_dir = run_dir.clone();
     std::thread::spawn(move || {
@@ -752,7 +685,7 @@ fn absolute(path: &std::path::Path) -> Result<PathBuf> {
 fn check_web_config(file: Option<&std::path::Path>) -> Result<&'static str> {
     match file {
         None => Ok("http"),
-        Some(f) => Ok(probewatch::web_config::load(f)?.scheme()),
+        Some(f) => Ok(daemon::web_config::load(f)?.scheme()),
     }
 }
 
@@ -761,8 +694,8 @@ fn check_web_config(file: Option<&std::path::Path>) -> Result<&'static str> {
 fn resolve_shard(
     shard: Option<String>,
     count: Option<u32>,
-) -> Result<Option<probewatch::shard::Shard>> {
-    use probewatch::shard::Shard;
+) -> Result<Option<daemon::shard::Shard>> {
+    use daemon::shard::Shard;
     let env = std::env::var("PROBEWATCH_SHARD")
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -807,8 +740,8 @@ fn hostname() -> Result<String> {
 #[allow(clippy::too_many_arguments)] // the subcommand's options, one each
 /// Reads the probe sets of every `hf-checkpoints` run, as the daemon does
 /// at start, and prints what they hold.
-fn check_probe_sets(cfg: &probewatch::config::Config) -> Result<()> {
-    use probewatch::source::probeset::ProbeSet;
+fn check_probe_sets(cfg: &daemon::config::Config) -> Result<()> {
+    use source::probeset::ProbeSet;
     for run in &cfg.runs {
         if run.probes.is_empty() {
             continue;
@@ -817,7 +750,7 @@ fn check_probe_sets(cfg: &probewatch::config::Config) -> Result<()> {
         for p in &run.probes {
             let set = ProbeSet::load(&p.task, &p.files)
                 .with_context(|| format!("run '{}': task '{}'", run.name, p.task.name))?;
-            probewatch::daemon::check_probe_set_limits(run, &set, &cfg.limits)?;
+            daemon::check_probe_set_limits(run, &set, &cfg.limits)?;
             let mut per_split = vec![0usize; set.splits.len()];
             for item in &set.items {
                 per_split[usize::from(item.split)] += 1;
@@ -842,12 +775,10 @@ fn check_probe_sets(cfg: &probewatch::config::Config) -> Result<()> {
 }
 
 fn extract(args: &ExtractArgs, threads: usize) -> Result<()> {
-    use probewatch::source::encoder::Encoder;
-    use probewatch::source::extract::{encode_dump, extract};
-    use probewatch::source::probeset::tokens::{
-        ProbeTokenizer, SentencePooling, TokenizeOptions, WordPooling,
-    };
-    use probewatch::source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
+    use source::encoder::Encoder;
+    use source::extract::{encode_dump, extract};
+    use source::probeset::tokens::{ProbeTokenizer, SentencePooling, TokenizeOptions, WordPooling};
+    use source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
     let ExtractArgs {
         model,
         probe_sets,
@@ -907,7 +838,7 @@ fn report(
     layer: Option<usize>,
     out: Option<PathBuf>,
 ) -> Result<()> {
-    use probewatch::report::{ReportOptions, render_from_store, run_names};
+    use report::{ReportOptions, render_from_store, run_names};
     let (Some(run), Some(out)) = (run, out) else {
         let names = run_names(store)?;
         anyhow::ensure!(

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use probewatch::store::{CheckpointStatus, Store};
 use serde_json::Value;
+use store::{CheckpointStatus, Store};
 
 #[path = "common/daemon.rs"]
 mod harness;
@@ -31,7 +31,7 @@ fn slow_dump(step: u64) -> DumpSpec {
 
 /// Every checkpoint row of `run` in the store at `db`, after checking the
 /// store's integrity. The daemon must be stopped.
-fn stored_rows(db: &Path, run: &str) -> Vec<probewatch::store::CheckpointRow> {
+fn stored_rows(db: &Path, run: &str) -> Vec<store::CheckpointRow> {
     let store = Store::open(db).expect("the store opens");
     store
         .check_integrity()
@@ -68,7 +68,7 @@ fn exported_values_equal_probe_json() {
     let cfg = write_config(dir.path(), &run_table("values", &run, ""));
     let d = Daemon::watch(&cfg, &[]);
     for step in [0, 100, 200] {
-        probewatch::demo::write_checkpoint(&run, step).expect("writing a demo checkpoint");
+        daemon::demo::write_checkpoint(&run, step).expect("writing a demo checkpoint");
     }
     let r = [("run", "values")];
     let s = d.wait_metrics("step 200 after 3 analyses", |s| {
@@ -91,7 +91,7 @@ fn exported_values_equal_probe_json() {
         .map(|l| l.as_str().expect("label name"))
         .collect();
     let layers = now["layers"].as_array().expect("layers");
-    assert_eq!(layers.len(), probewatch::demo::LAYERS);
+    assert_eq!(layers.len(), daemon::demo::LAYERS);
     let mut compared = 0;
     for (l, b) in layers
         .iter()
@@ -483,13 +483,13 @@ fn a_late_checkpoint_does_not_move_the_latest_values() {
     let cfg = write_config(dir.path(), &run_table("late", &run, ""));
     let d = Daemon::watch(&cfg, &[]);
     let r = [("run", "late")];
-    probewatch::demo::write_checkpoint(&run, 0).expect("writing");
-    probewatch::demo::write_checkpoint(&run, 200).expect("writing");
+    daemon::demo::write_checkpoint(&run, 0).expect("writing");
+    daemon::demo::write_checkpoint(&run, 200).expect("writing");
     let before = d.wait_metrics("step 200 after two analyses", |s| {
         s.get("probewatch_checkpoint_step", &r) == Some(200.0)
             && s.counter("probewatch_checkpoints_analyzed_total", &r) == 2.0
     });
-    let late = probewatch::demo::write_checkpoint(&run, 100).expect("writing");
+    let late = daemon::demo::write_checkpoint(&run, 100).expect("writing");
     let after = d.wait_metrics("the late checkpoint analysed", |s| {
         s.counter("probewatch_checkpoints_analyzed_total", &r) == 3.0
     });
@@ -848,13 +848,13 @@ fn frozen_partition_mode_keeps_the_baseline_clusters() {
     );
     let d = Daemon::watch(&cfg, &[]);
     let r = [("run", "frozen")];
-    probewatch::demo::write_checkpoint(&run, 0).expect("writing");
+    daemon::demo::write_checkpoint(&run, 0).expect("writing");
     let base = d.wait_metrics("the baseline", |s| {
         s.get("probewatch_checkpoint_step", &r) == Some(0.0)
     });
     // At the last demo step NOUN and PROPN overlap in the top layer: exact
     // re-clustering would split them; the frozen partition keeps 8 clusters.
-    probewatch::demo::write_checkpoint(&run, 2000).expect("writing");
+    daemon::demo::write_checkpoint(&run, 2000).expect("writing");
     let last = d.wait_metrics("the last step", |s| {
         s.get("probewatch_checkpoint_step", &r) == Some(2000.0)
     });

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use probewatch::store::{CheckpointStatus, Store};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{Value, json};
+use store::{CheckpointStatus, Store};
 
 #[path = "common/daemon.rs"]
 #[allow(dead_code)] // the harness serves several test files

@@ -11,7 +11,7 @@ mod grafana;
 
 use std::collections::{BTreeSet, HashSet};
 
-use probewatch::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
+use metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 
 /// Every name a query may select from the exposition when every family has
 /// a series: gauges by name, counters with `_total`, histograms as

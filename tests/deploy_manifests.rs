@@ -1,7 +1,7 @@
 //! The deployment files under `deploy/` and the `Dockerfile`, checked
 //! offline: no Docker engine or Kubernetes cluster is used (there is none on
 //! the machines that run these tests). Every YAML file parses; the probewatch
-//! configs they carry pass `probewatch::config::parse`; and the essentials
+//! configs they carry pass `daemon::config::parse`; and the essentials
 //! agree across files: images, read-only run-folder mounts, the port of the
 //! config's `listen` everywhere a port is named, non-root users, probes and
 //! health checks on `/healthz` and `/readyz`, the sharded StatefulSet's
@@ -65,8 +65,8 @@ fn seq<'a>(v: &'a Value, path: &[&str]) -> &'a Vec<Value> {
 }
 
 /// A probewatch config text, checked by the real parser.
-fn config(text: &str, name: &str) -> probewatch::config::Config {
-    probewatch::config::parse(text, Path::new(name))
+fn config(text: &str, name: &str) -> daemon::config::Config {
+    daemon::config::parse(text, Path::new(name))
         .unwrap_or_else(|e| panic!("{name} is not a valid probewatch config: {e}"))
 }
 
@@ -375,7 +375,7 @@ fn probewatch_container<'a>(pod: &'a Value, list: &str) -> &'a Value {
 
 /// Checks a probewatch container against the ConfigMap's config; returns
 /// its image.
-fn check_container(pod: &Value, c: &Value, cfg: &probewatch::config::Config) -> String {
+fn check_container(pod: &Value, c: &Value, cfg: &daemon::config::Config) -> String {
     let port = cfg.listen.port();
     let ports = seq(c, &["ports"]);
     assert_eq!(ports.len(), 1);

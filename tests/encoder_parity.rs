@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use probewatch::source::encoder::Encoder;
 use safetensors::{Dtype, SafeTensors};
+use source::encoder::Encoder;
 
 const TOLERANCE: f32 = 1e-4;
 

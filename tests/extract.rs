@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use probewatch::source::dump::ActivationDump;
+use source::dump::ActivationDump;
 
 mod common;
 use common::{minilm_dir, shared_dumps};

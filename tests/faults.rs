@@ -24,17 +24,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use probewatch::store::{CheckpointRow, CheckpointStatus, Store};
 use serde_json::Value;
+use store::{CheckpointRow, CheckpointStatus, Store};
 
 #[path = "common/daemon.rs"]
 #[allow(dead_code)] // not every helper is used here
 mod harness;
+use geometry::synth::Variant;
 use harness::{
     Daemon, Event, folder, is, probe_json, run_table, small_dump, synthetic_dump,
     synthetic_dump_of, tempdir, write_config, write_renamed,
 };
-use probewatch::synth::Variant;
 
 const DEBUG: [(&str, &str); 1] = [("RUST_LOG", "probewatch=debug")];
 

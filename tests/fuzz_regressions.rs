@@ -9,14 +9,14 @@
 
 use std::path::{Path, PathBuf};
 
-use probewatch::source::dump::ActivationDump;
-use probewatch::source::encoder::EncoderConfig;
-use probewatch::source::probeset::conllu;
-use probewatch::source::probeset::jsonl;
-use probewatch::source::probeset::tokens::{ProbeTokenizer, TokenizeOptions};
-use probewatch::source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
-use probewatch::watch::header::{check_safetensors_from, parse_shard_index, parse_trainer_state};
-use probewatch::{config, web_config};
+use daemon::watch::header::{check_safetensors_from, parse_shard_index, parse_trainer_state};
+use daemon::{config, web_config};
+use source::dump::ActivationDump;
+use source::encoder::EncoderConfig;
+use source::probeset::conllu;
+use source::probeset::jsonl;
+use source::probeset::tokens::{ProbeTokenizer, TokenizeOptions};
+use source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
 
 /// The fuzz targets (`fuzz/Cargo.toml`).
 const TARGETS: [&str; 11] = [

@@ -35,8 +35,8 @@ use clarabel::solver::{
     DefaultSettings, DefaultSolver, IPSolver, NonnegativeConeT, SecondOrderConeT, SolverStatus,
     ZeroConeT,
 };
-use probewatch::geometry::directprobe::{LabelledPoints, cluster, verify};
-use probewatch::geometry::hull::{
+use geometry::directprobe::{LabelledPoints, cluster, verify};
+use geometry::hull::{
     Gram, HullParams, HullResult, PointSet, Query, Verdict, WarmStart, hull_distance,
     point_distance,
 };

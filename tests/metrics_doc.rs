@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use probewatch::metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
+use metrics::{LabelSnapshot, LayerSnapshot, Metrics, RunSnapshot};
 
 /// One documented or exposed family.
 #[derive(Debug, PartialEq)]
@@ -16,12 +16,12 @@ struct Family {
 
 /// The rows of the table under `## Metrics` in README.md, by metric name.
 fn readme_table() -> BTreeMap<String, Family> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).expect("README.md is readable");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
+    let readme = std::fs::read_to_string(path).expect("docs/metrics.md is readable");
     let section = readme
         .split("\n## ")
         .find(|s| s.starts_with("Metrics\n"))
-        .expect("README.md has a `## Metrics` section");
+        .expect("docs/metrics.md has a `## Metrics` section");
     let mut table = BTreeMap::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();

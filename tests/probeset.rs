@@ -8,12 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use probewatch::source::dump::ActivationDump;
+use source::dump::ActivationDump;
 
 mod common;
 use common::minilm_dir;
-use probewatch::source::probeset::tokens::{ProbeTokenizer, TokenizeOptions};
-use probewatch::source::probeset::{ProbeSet, ProbeSetSource, SentenceInput, Target, TaskSpec};
+use source::probeset::tokens::{ProbeTokenizer, TokenizeOptions};
+use source::probeset::{ProbeSet, ProbeSetSource, SentenceInput, Target, TaskSpec};
 
 fn data_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");

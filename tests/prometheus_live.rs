@@ -236,7 +236,7 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 /// The demo's dump at step 0, labelled as `step`: a run whose geometry
 /// never changes.
 fn stable_dump(step: u64) -> Vec<u8> {
-    let bytes = probewatch::demo::dump_bytes(0);
+    let bytes = ::daemon::demo::dump_bytes(0);
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("demo dump header");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("demo dump");
     let mut metadata = meta.metadata().clone().unwrap_or_default();
@@ -319,9 +319,9 @@ fn prometheus_scrapes_alerts_on_the_drifting_run_and_answers_every_dashboard_que
 
     // The checkpoints, one step of both runs at a time; each stays the
     // newest for at least one scrape.
-    let last = (probewatch::demo::CHECKPOINTS - 1) * probewatch::demo::STEP_EVERY;
-    for step in (0..=last).step_by(probewatch::demo::STEP_EVERY as usize) {
-        probewatch::demo::write_checkpoint(&drift, step).expect("writing a drift checkpoint");
+    let last = (::daemon::demo::CHECKPOINTS - 1) * ::daemon::demo::STEP_EVERY;
+    for step in (0..=last).step_by(::daemon::demo::STEP_EVERY as usize) {
+        ::daemon::demo::write_checkpoint(&drift, step).expect("writing a drift checkpoint");
         write_renamed(
             &stable,
             &format!("step-{step}.safetensors"),
@@ -500,7 +500,7 @@ fn a_backfilled_history_is_queried_back_at_each_checkpoints_time() {
         .collect();
     for (step, t) in steps.iter().zip(&times) {
         let mtime = UNIX_EPOCH + Duration::from_secs_f64(*t);
-        let bytes = probewatch::demo::dump_bytes(*step);
+        let bytes = ::daemon::demo::dump_bytes(*step);
         write_at(&folder, &format!("step-{step}.safetensors"), &bytes, mtime);
     }
     let last = *steps.last().unwrap() as f64;

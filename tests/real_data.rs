@@ -4,11 +4,11 @@
 //! and primal solvers give the same clusters, and a comparison of two
 //! checkpoints of the cross-task run behaves as the data's README says.
 
-use probewatch::analysis::{AnalysisOptions, analyse_dump};
-use probewatch::geometry::directprobe::{LabelledPoints, cluster, verify};
-use probewatch::geometry::hull::{Gram, HullParams, rms_radius};
-use probewatch::geometry::measures::compare;
-use probewatch::source::dump::ActivationDump;
+use analysis::{AnalysisOptions, analyse_dump};
+use geometry::directprobe::{LabelledPoints, cluster, verify};
+use geometry::hull::{Gram, HullParams, rms_radius};
+use geometry::measures::compare;
+use source::dump::ActivationDump;
 
 mod common;
 use common::shared_dumps;
@@ -111,8 +111,8 @@ fn crosstask_comparison_against_baseline() {
 /// label distances within the solver's relative gap (1e-4 each way).
 #[test]
 fn incremental_equals_cold_on_the_crosstask_sequence() {
-    use probewatch::analysis::{TaskMemory, analyse_dump_with};
-    use probewatch::geometry::measures::Partition;
+    use analysis::{TaskMemory, analyse_dump_with};
+    use geometry::measures::Partition;
     let dir = shared_dumps().join("crosstask");
     let opts = AnalysisOptions {
         task: Some("ps_role".into()),
@@ -158,8 +158,8 @@ fn incremental_equals_cold_on_the_crosstask_sequence() {
 /// pairs.
 #[test]
 fn frozen_partition_keeps_the_baseline_partition() {
-    use probewatch::analysis::{TaskMemory, analyse_dump_with};
-    use probewatch::geometry::measures::Partition;
+    use analysis::{TaskMemory, analyse_dump_with};
+    use geometry::measures::Partition;
     let dir = shared_dumps().join("crosstask");
     let opts = AnalysisOptions {
         task: Some("ps_fxn".into()),

@@ -179,7 +179,7 @@ fn report_of_a_stored_demo_run_renders_in_headless_chromium() {
     let d = Daemon::watch(&cfg, &[]);
 
     // One checkpoint: the page says what needs more.
-    probewatch::demo::write_checkpoint(&run, 0).expect("writing a demo checkpoint");
+    daemon::demo::write_checkpoint(&run, 0).expect("writing a demo checkpoint");
     let r = [("run", "demo")];
     d.wait_metrics("the first checkpoint", |s| {
         s.counter("probewatch_checkpoints_analyzed_total", &r) == 1.0
@@ -193,11 +193,11 @@ fn report_of_a_stored_demo_run_renders_in_headless_chromium() {
     assert!(single.contains("<section id=\"layer-table\">"));
 
     // The whole simulated run.
-    let steps: Vec<u64> = (0..probewatch::demo::CHECKPOINTS)
-        .map(|k| k * probewatch::demo::STEP_EVERY)
+    let steps: Vec<u64> = (0..daemon::demo::CHECKPOINTS)
+        .map(|k| k * daemon::demo::STEP_EVERY)
         .collect();
     for &step in &steps[1..] {
-        probewatch::demo::write_checkpoint(&run, step).expect("writing a demo checkpoint");
+        daemon::demo::write_checkpoint(&run, step).expect("writing a demo checkpoint");
     }
     let n = steps.len() as f64;
     d.wait_metrics("every demo checkpoint", |s| {
@@ -265,12 +265,12 @@ fn report_of_a_stored_demo_run_renders_in_headless_chromium() {
     // Chromium: the file, parsed; the served page, parsed and photographed.
     let file_url = format!("file://{}", file.display());
     let (dom, log) = run_chromium(&file_url, &["--dump-dom"]);
-    check_dom(&dom, probewatch::demo::LAYERS);
+    check_dom(&dom, daemon::demo::LAYERS);
     assert!(console_errors(&log).is_empty(), "console errors:\n{log}");
 
     let url = format!("http://{}/report/demo", d.addr.expect("serving"));
     let (dom, log) = run_chromium(&url, &["--dump-dom"]);
-    check_dom(&dom, probewatch::demo::LAYERS);
+    check_dom(&dom, daemon::demo::LAYERS);
     assert!(console_errors(&log).is_empty(), "console errors:\n{log}");
 
     let shot = out_dir.join("demo-report.png");
@@ -318,7 +318,7 @@ fn report_cli_names_the_file_and_the_run_on_bad_input() {
     assert!(!missing.exists(), "a reader never creates the store");
 
     let db = dir.path().join("h.sqlite");
-    let store = probewatch::store::Store::open(&db).expect("creating a store");
+    let store = store::Store::open(&db).expect("creating a store");
     store
         .upsert_run("alpha", dir.path(), "{}")
         .expect("adding a run");

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use probewatch::store::Store;
+use store::Store;
 
 #[allow(dead_code)] // the harness serves several test binaries
 #[path = "common/daemon.rs"]

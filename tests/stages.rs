@@ -76,7 +76,7 @@ fn outcomes(s: &Scrape, run: &str) -> BTreeMap<(String, String), f64> {
 
 /// Stage rows of the store: (step, stage) → outcome.
 fn stored_stages(db: &Path) -> BTreeMap<(u64, String), String> {
-    let store = probewatch::store::Store::open_reader(db).expect("store");
+    let store = store::Store::open_reader(db).expect("store");
     let (id, _, _) = store.runs().expect("runs")[0].clone();
     let mut out = BTreeMap::new();
     for row in store.checkpoints(id).expect("checkpoints") {

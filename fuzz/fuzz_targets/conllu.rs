@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::source::probeset::conllu;
-use probewatch::source::probeset::{ProbeSet, ProbeSetSource, SentenceInput, Target, TaskSpec};
+use source::probeset::conllu;
+use source::probeset::{ProbeSet, ProbeSetSource, SentenceInput, Target, TaskSpec};
 use probewatch_fuzz::{assert_names, write_scratch};
 
 const TASKS: [&str; 5] = ["upos", "deprel", "dep+subtypes", "ps_role", "ps_fxn"];

@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::source::dump::ActivationDump;
-use probewatch::watch::header::check_safetensors_from;
+use source::dump::ActivationDump;
+use daemon::watch::header::check_safetensors_from;
 use probewatch_fuzz::assert_names;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::source::encoder::{Encoder, EncoderConfig};
+use source::encoder::{Encoder, EncoderConfig};
 use probewatch_fuzz::{assert_names, project_root, scratch, write_scratch};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::source::encoder::Encoder;
+use source::encoder::Encoder;
 use probewatch_fuzz::{assert_names, project_root, scratch, write_scratch};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::source::probeset::jsonl::{self, JsonlInput, JsonlTarget};
-use probewatch::source::probeset::{ProbeSet, ProbeSetSource, SentenceInput, Target, TaskSpec};
+use source::probeset::jsonl::{self, JsonlInput, JsonlTarget};
+use source::probeset::{ProbeSet, ProbeSetSource, SentenceInput, Target, TaskSpec};
 use probewatch_fuzz::{assert_names, write_scratch};
 
 fuzz_target!(|data: &[u8]| {

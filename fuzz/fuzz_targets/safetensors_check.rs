@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::watch::header::check_safetensors_from;
+use daemon::watch::header::check_safetensors_from;
 
 fuzz_target!(|data: &[u8]| {
     let size = data.len() as u64;

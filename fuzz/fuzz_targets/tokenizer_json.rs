@@ -9,10 +9,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::source::probeset::tokens::{
+use source::probeset::tokens::{
     GatherPlan, ProbeTokenizer, SentencePooling, TokenizeOptions, WordPooling,
 };
-use probewatch::source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
+use source::probeset::{ProbeSet, ProbeSetSource, TaskSpec};
 use probewatch_fuzz::{assert_names, write_scratch};
 
 const JSONL: &str = r#"{"words": ["The", "cat", "sat", "on", "the", "mat", "."], "spans": [{"start": 0, "end": 2, "label": "NP"}, {"start": 2, "end": 3, "label": "V"}, {"start": 3, "end": 6, "label": "PP"}]}

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::watch::header::{parse_shard_index, parse_trainer_state};
+use daemon::watch::header::{parse_shard_index, parse_trainer_state};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(step) = parse_trainer_state(data) {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use probewatch::web_config;
+use daemon::web_config;
 use probewatch_fuzz::project_root;
 
 fuzz_target!(|data: &[u8]| {

@@ -567,11 +567,11 @@ impl DumpSpec {
 
 /// A synthetic dump big enough that its analysis takes a while: `n` points
 /// (a fifth of them test) in `dim` dimensions with `k` overlapping labels
-/// (`probewatch::synth`), `layers` layers (each a scaled, differently
+/// (`geometry::synth`), `layers` layers (each a scaled, differently
 /// perturbed copy), moved a little per `step` so checkpoints differ.
 pub fn synthetic_dump(n: usize, dim: usize, k: usize, layers: usize, step: u64) -> DumpSpec {
     synthetic_dump_of(
-        probewatch::synth::Variant::Overlapping,
+        geometry::synth::Variant::Overlapping,
         n,
         dim,
         k,
@@ -580,16 +580,16 @@ pub fn synthetic_dump(n: usize, dim: usize, k: usize, layers: usize, step: u64) 
     )
 }
 
-/// [`synthetic_dump`] of another [`probewatch::synth::Variant`].
+/// [`synthetic_dump`] of another [`geometry::synth::Variant`].
 pub fn synthetic_dump_of(
-    variant: probewatch::synth::Variant,
+    variant: geometry::synth::Variant,
     n: usize,
     dim: usize,
     k: usize,
     layers: usize,
     step: u64,
 ) -> DumpSpec {
-    use probewatch::synth::{Rng, generate};
+    use geometry::synth::{Rng, generate};
     let n_test = n / 5;
     let base = generate(n - n_test, n_test, dim, k, variant, 0x5eed);
     let layers = (0..layers)
@@ -642,7 +642,7 @@ pub fn probe_json(file: &Path) -> Value {
 /// A small, fast dump: 300 points, 16 dimensions, 5 separable labels, 3
 /// layers, task `small`; moved a little per step.
 pub fn small_dump(step: u64) -> DumpSpec {
-    use probewatch::synth::{Rng, Variant, generate};
+    use geometry::synth::{Rng, Variant, generate};
     let base = generate(240, 60, 16, 5, Variant::Separable, 7);
     let layers = (0..3)
         .map(|l| {
