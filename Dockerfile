@@ -16,7 +16,11 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The workspace: the binary (src/), the library crates and the dev tooling
+# crate (a member, so cargo needs its manifest; it is not built here).
 COPY src ./src
+COPY crates ./crates
+COPY xtask ./xtask
 COPY config ./config
 COPY README.md ./
 # --locked: the versions of Cargo.lock, as CI builds them.

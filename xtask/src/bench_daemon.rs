@@ -12,136 +12,61 @@
 //!   new connection (full handshake) per scrape, against plain HTTP on an
 //!   otherwise identical daemon: the price of the web config.
 //!
+//! The daemons are started with the harness's driver ([`harness::Launch`]:
+//! a config on `127.0.0.1:0`, the port read from the "serving metrics" log
+//! line) and scraped over plain HTTP with its client, a new connection per
+//! request; the TLS client is this file's own.
+//!
 //! It measures and reports; it asserts nothing.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use daemon::demo::{self, write_dump};
 use geometry::synth::{Variant, generate};
+use harness::{Client, Daemon, Launch, quantile, scratch_dir};
 use source::extract::{ExtractedTask, encode_dump};
 
-/// A daemon child killed on drop.
-struct Daemon(Child);
+/// The run's name in the config and its `run` label.
+const RUN: &str = "bench";
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// How long a daemon may take to start serving.
+const START: Duration = Duration::from_secs(30);
 
-impl Daemon {
-    /// Peak resident memory of the daemon process so far, MiB.
-    fn peak_rss_mib(&self) -> Option<f64> {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .ok()?
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-    }
-}
-
-pub(crate) fn free_port() -> Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?)
-}
-
-/// Starts `probewatch watch` on `dir/run` with a store in `dir`.
-fn start(dir: &Path, addr: SocketAddr, scan_interval: f64) -> Result<Daemon> {
-    start_with(dir, addr, scan_interval, None)
-}
-
-/// [`start`] with an optional web config; with one, it waits for the port
-/// to accept connections rather than for a plain-HTTP `/healthz`.
-fn start_with(
-    dir: &Path,
-    addr: SocketAddr,
-    scan_interval: f64,
-    web: Option<&Path>,
-) -> Result<Daemon> {
+/// Starts `probewatch watch` (the harness's driver, on a free port) on
+/// `dir/run` with a store in `dir`, with the web config `web` when given.
+fn start(dir: &Path, scan_interval: f64, web: Option<&Path>) -> Result<Daemon> {
     let run = dir.join("run");
     std::fs::create_dir_all(&run)?;
     let cfg = dir.join("probewatch.toml");
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"{addr}\"\nstore = \"store.sqlite\"\n\n[[run]]\nname = \"bench\"\nfolder = \"run\"\nscan_interval_seconds = {scan_interval}\n"
+            "listen = \"127.0.0.1:0\"\nstore = \"store.sqlite\"\n\n[[run]]\nname = \"{RUN}\"\nfolder = \"run\"\nscan_interval_seconds = {scan_interval}\n"
         ),
     )?;
-    let exe = crate::probewatch_exe()?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("watch").arg("--config").arg(&cfg);
+    let mut launch = Launch::watch(crate::probewatch_exe()?, &cfg);
     if let Some(web) = web {
-        cmd.arg("--web.config.file").arg(web);
+        launch = launch.arg("--web.config.file").arg(web);
     }
-    let child = cmd
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting the daemon")?;
-    let d = Daemon(child);
-    let t = Instant::now();
-    let up = || match web {
-        None => get(addr, "/healthz").is_ok(),
-        Some(_) => TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok(),
-    };
-    while !up() {
-        if t.elapsed() > Duration::from_secs(30) {
-            bail!("the daemon did not start serving");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(d)
+    launch.start(START)
 }
 
-/// One HTTP/1.1 GET over a new connection; the body.
-pub(crate) fn get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    if !buf.starts_with("HTTP/1.1 200") {
-        bail!("{path}: {}", buf.lines().next().unwrap_or(""));
-    }
-    Ok(buf
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string()))
-}
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let k = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[k.min(sorted.len() - 1)]
+/// The HTTP client of the cases: a new connection per request.
+fn client() -> Client {
+    Client::new(Duration::from_secs(10), false)
 }
 
 /// Rename → step on `/metrics`, for `n` demo checkpoints.
 pub fn time_to_metrics(n: u64) -> Result<(f64, String)> {
-    let dir = tempdir()?;
-    let addr = free_port()?;
+    let dir = scratch_dir("probewatch-bench")?;
     // A long scan interval: the filesystem event drives the pick-up.
-    let d = start(&dir, addr, 5.0)?;
+    let d = start(&dir, 5.0, None)?;
     let run = dir.join("run");
     let mut lat = Vec::new();
     for k in 0..n {
@@ -149,40 +74,34 @@ pub fn time_to_metrics(n: u64) -> Result<(f64, String)> {
         let bytes = demo::dump_bytes(step);
         let t = Instant::now();
         write_dump(&run, step, &bytes)?;
-        loop {
-            let body = get(addr, "/metrics")?;
-            if metric(&body, "probewatch_checkpoint_step") == Some(step as f64) {
-                break;
-            }
-            if t.elapsed() > Duration::from_secs(60) {
-                bail!("step {step} never reached /metrics");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        d.poll_metrics(
+            &format!("step {step}"),
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            |s| s.get("probewatch_checkpoint_step", &[("run", RUN)]) == Some(step as f64),
+        )
+        .with_context(|| format!("the daemon's log ends:\n{}", d.log_tail(20)))?;
         lat.push(t.elapsed().as_secs_f64());
     }
     let rss = d.peak_rss_mib().unwrap_or(f64::NAN);
     drop(d);
     std::fs::remove_dir_all(&dir).ok();
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
-    let mut sorted = lat.clone();
-    sorted.sort_by(f64::total_cmp);
     Ok((
         mean,
         format!(
             "{n} demo checkpoints (360 items, 4 layers, d=24) renamed into place, scan interval 5 s (events drive it): rename → step on /metrics mean {:.0} ms, median {:.0} ms, max {:.0} ms; daemon peak RSS {rss:.0} MiB",
             1e3 * mean,
-            1e3 * percentile(&sorted, 50.0),
-            1e3 * sorted.last().copied().unwrap_or(f64::NAN)
+            1e3 * quantile(&lat, 0.5),
+            1e3 * quantile(&lat, 1.0)
         ),
     ))
 }
 
 /// `/metrics` latency while a 20,000-point layer is analysed.
 pub fn scrape_latency(points: usize) -> Result<(f64, String)> {
-    let dir = tempdir()?;
-    let addr = free_port()?;
-    let d = start(&dir, addr, 0.5)?;
+    let dir = scratch_dir("probewatch-bench")?;
+    let d = start(&dir, 0.5, None)?;
     let run = dir.join("run");
     let layer = generate(points, points / 10, 768, 8, Variant::Separable, 7);
     let task = ExtractedTask {
@@ -197,21 +116,18 @@ pub fn scrape_latency(points: usize) -> Result<(f64, String)> {
     let big = encode_dump(&[task], Some(0), &[]);
     write_dump(&run, 0, &big)?;
     drop(big);
-    let analysed = |body: &str| {
-        metric(body, "probewatch_checkpoints_analyzed_total").unwrap_or(0.0)
-            + body
-                .lines()
-                .filter(|l| l.starts_with("probewatch_checkpoints_failed_total{"))
-                .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-                .sum::<f64>()
-    };
+    let (client, url) = (client(), d.url("/metrics")?);
     let start = Instant::now();
     let mut lat = Vec::new();
     loop {
         let t = Instant::now();
-        let body = get(addr, "/metrics")?;
+        let body = client.get_ok(&url)?;
         lat.push(t.elapsed().as_secs_f64());
-        if analysed(&body) >= 1.0 {
+        let s = harness::Scrape::try_parse(&body)?;
+        let run = [("run", RUN)];
+        let analysed = s.counter("probewatch_checkpoints_analyzed_total", &run)
+            + s.sum("probewatch_checkpoints_failed_total", &run);
+        if analysed >= 1.0 {
             break;
         }
         if start.elapsed() > Duration::from_secs(600) {
@@ -223,9 +139,7 @@ pub fn scrape_latency(points: usize) -> Result<(f64, String)> {
     let rss = d.peak_rss_mib().unwrap_or(f64::NAN);
     drop(d);
     std::fs::remove_dir_all(&dir).ok();
-    let mut sorted = lat.clone();
-    sorted.sort_by(f64::total_cmp);
-    let p99 = percentile(&sorted, 99.0);
+    let p99 = quantile(&lat, 0.99);
     Ok((
         p99,
         format!(
@@ -233,9 +147,9 @@ pub fn scrape_latency(points: usize) -> Result<(f64, String)> {
             lat.len(),
             busy,
             points / 10,
-            1e3 * percentile(&sorted, 50.0),
+            1e3 * quantile(&lat, 0.5),
             1e3 * p99,
-            1e3 * sorted.last().copied().unwrap_or(f64::NAN)
+            1e3 * quantile(&lat, 1.0)
         ),
     ))
 }
@@ -302,7 +216,7 @@ fn base64(bytes: &[u8]) -> String {
 /// `/metrics` over TLS with basic auth against plain HTTP, `n` scrapes
 /// each, a new connection per scrape, on idle daemons.
 pub fn scrape_secured(n: usize) -> Result<(f64, String)> {
-    let dir = tempdir()?;
+    let dir = scratch_dir("probewatch-bench")?;
     let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
     let status = Command::new("openssl")
         .args([
@@ -341,9 +255,10 @@ pub fn scrape_secured(n: usize) -> Result<(f64, String)> {
     let plain_dir = dir.join("plain");
     std::fs::create_dir_all(&secured_dir)?;
     std::fs::create_dir_all(&plain_dir)?;
-    let (secured_addr, plain_addr) = (free_port()?, free_port()?);
-    let secured = start_with(&secured_dir, secured_addr, 5.0, Some(&web))?;
-    let plain = start(&plain_dir, plain_addr, 5.0)?;
+    let secured = start(&secured_dir, 5.0, Some(&web))?;
+    let plain = start(&plain_dir, 5.0, None)?;
+    let secured_addr = secured.addr.context("the secured daemon's address")?;
+    let (plain_client, plain_url) = (client(), plain.url("/metrics")?);
     let client = tls_client(&cert)?;
     let good = format!("Basic {}", base64(b"bench:bench-password"));
     let wrong = format!("Basic {}", base64(b"bench:wrong"));
@@ -367,7 +282,7 @@ pub fn scrape_secured(n: usize) -> Result<(f64, String)> {
         tls_lat.push(timed(&mut || {
             expect(get_tls(&client, secured_addr, "/metrics", &good)?, 200)
         })?);
-        plain_lat.push(timed(&mut || get(plain_addr, "/metrics").map(|_| ()))?);
+        plain_lat.push(timed(&mut || plain_client.get_ok(&plain_url).map(|_| ()))?);
     }
     let mut wrong_lat = Vec::new();
     for _ in 0..5 {
@@ -377,32 +292,17 @@ pub fn scrape_secured(n: usize) -> Result<(f64, String)> {
     }
     drop((secured, plain));
     std::fs::remove_dir_all(&dir).ok();
-    for v in [&mut tls_lat, &mut plain_lat, &mut wrong_lat] {
-        v.sort_by(f64::total_cmp);
-    }
-    let p50 = percentile(&tls_lat, 50.0);
+    let p50 = quantile(&tls_lat, 0.5);
     Ok((
         p50,
         format!(
             "{n} scrapes each of an idle daemon, new connection per scrape: TLS 1.3 + basic auth p50 {:.2} ms, p99 {:.2} ms; plain HTTP p50 {:.2} ms, p99 {:.2} ms; first authenticated scrape (bcrypt cost 10, then cached) {:.1} ms; wrong password (bcrypt every time) median {:.1} ms (seconds column = TLS p50)",
             1e3 * p50,
-            1e3 * percentile(&tls_lat, 99.0),
-            1e3 * percentile(&plain_lat, 50.0),
-            1e3 * percentile(&plain_lat, 99.0),
+            1e3 * quantile(&tls_lat, 0.99),
+            1e3 * quantile(&plain_lat, 0.5),
+            1e3 * quantile(&plain_lat, 0.99),
             1e3 * first,
-            1e3 * percentile(&wrong_lat, 50.0),
+            1e3 * quantile(&wrong_lat, 0.5),
         ),
     ))
-}
-
-pub(crate) fn tempdir() -> Result<std::path::PathBuf> {
-    let d = std::env::temp_dir().join(format!(
-        "probewatch-bench-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
 }

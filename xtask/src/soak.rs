@@ -2,9 +2,10 @@
 //! to show that it neither leaks nor loses anything when pushed for a long
 //! time.
 //!
-//! It starts `probewatch watch` as a child process (so the memory and file
-//! descriptors measured are the daemon's alone) on a temporary run folder
-//! with queue policy `all`, and for a fixed time:
+//! It starts `probewatch watch` as a child process with the harness's
+//! driver ([`harness::Launch`]; so the memory and file descriptors measured
+//! are the daemon's alone; its JSON log in `daemon.log`) on a temporary run
+//! folder with queue policy `all`, and for a fixed time:
 //! - a writer thread saves a demo activation dump
 //!   ([`daemon::demo::cyclic_dump_bytes`], every one different) every
 //!   `--interval-ms`, the way a training job does (hidden file, rename), and
@@ -15,7 +16,8 @@
 //!   `/report/soak` in turn, each request with a timeout, pausing
 //!   `--pause-ms` between requests, and every latency is kept;
 //! - a sampler reads the daemon's `VmRSS`, `VmHWM` and thread count from
-//!   `/proc/<pid>/status` and counts `/proc/<pid>/fd` every second.
+//!   `/proc/<pid>/status` and counts `/proc/<pid>/fd` every second
+//!   ([`harness::ProcStatus`], [`harness::open_fds`]).
 //!
 //! Then the writer and clients stop, the daemon is given `--drain-timeout`
 //! to analyse what is left, its counters are read from `/metrics` and the
@@ -37,9 +39,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,6 +48,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use daemon::demo::{STEP_EVERY, cyclic_dump_bytes, write_dump};
+use harness::{Client, Daemon, Launch, ProcStatus, median, open_fds, quantile};
 use store::{CheckpointStatus, Store};
 
 /// The run's name in the daemon's configuration (and its `run` label).
@@ -275,20 +276,6 @@ pub struct EndpointFigures {
     pub max_ms: f64,
 }
 
-/// The `q`-quantile (0..=1) of sorted values, nearest rank; NaN when empty.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    quantile(values, 0.5)
-}
-
 /// Least-squares slope of `y` over `x` (per unit of `x`); 0 with fewer than
 /// two distinct `x`.
 pub fn slope(points: &[(f64, f64)]) -> f64 {
@@ -357,8 +344,7 @@ pub fn process_figures(samples: &[Sample], warmup: f64, window: f64) -> Option<P
         return None;
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let rss_median =
-        |w: &[&Sample]| median(&mut w.iter().map(|s| mib(s.rss_kib)).collect::<Vec<_>>());
+    let rss_median = |w: &[&Sample]| median(&w.iter().map(|s| mib(s.rss_kib)).collect::<Vec<_>>());
     let fewest = |w: &[&Sample], f: fn(&Sample) -> u64| w.iter().map(|s| f(s)).min().unwrap_or(0);
     let trend: Vec<(f64, f64)> = loaded
         .iter()
@@ -572,180 +558,37 @@ struct SoakReport {
     samples: Vec<Sample>,
 }
 
-/// The daemon child: SIGKILLed on drop unless it was stopped.
-struct Daemon {
-    child: Option<Child>,
-    pid: u32,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Daemon {
-    /// Whether it is still running (reaps it when it is not).
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    /// SIGTERM, then up to `grace` for it to exit; its exit code (`None`:
-    /// killed by a signal or still running after the grace, then killed).
-    fn stop(&mut self, grace: Duration) -> Option<i32> {
-        let mut child = self.child.take()?;
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid.to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        if sent {
-            let t = Instant::now();
-            while t.elapsed() < grace {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return status.code();
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-fn free_port() -> Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?)
-}
-
-fn agent(timeout: Duration, keep_alive: bool) -> ureq::Agent {
-    let mut b = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout));
-    if !keep_alive {
-        b = b.max_idle_connections(0).max_idle_connections_per_host(0);
-    }
-    b.build().into()
-}
+/// Stderr lines of the daemon kept in memory (all of them go to
+/// `daemon.log`).
+const LOG_LINES: usize = 1000;
 
 /// One GET: `Ok(body)` for a 200, else the status or transport error.
-fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
-    let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .map_err(|e| format!("reading the body: {e}"))?;
-    if status != 200 {
-        let first = body.lines().next().unwrap_or("");
-        return Err(format!("status {status}: {first}"));
-    }
-    Ok(body)
+fn get(client: &Client, url: &str) -> Result<String, String> {
+    client.get_ok(url).map_err(|e| format!("{e:#}"))
 }
 
-/// Starts `probewatch watch` on `dir/run` (queue `all`) and waits until
-/// `/healthz` answers.
-fn start_daemon(dir: &Path, addr: SocketAddr, workers: usize) -> Result<Daemon> {
+/// Starts `probewatch watch` on `dir/run` (queue `all`, a free port, its
+/// log in `dir/daemon.log`) and waits until it serves.
+fn start_daemon(dir: &Path, workers: usize) -> Result<Daemon> {
     let cfg = dir.join("probewatch.toml");
     std::fs::write(
         &cfg,
         format!(
-            "# written by probewatch soak\nlisten = \"{addr}\"\nstore = \"probewatch.sqlite\"\nworkers = {workers}\n\n\
+            "# written by probewatch soak\nlisten = \"127.0.0.1:0\"\nstore = \"probewatch.sqlite\"\nworkers = {workers}\n\n\
              [[run]]\nname = \"{RUN}\"\nfolder = \"run\"\nscan_interval_seconds = 1\nqueue = \"all\"\n"
         ),
     )
     .with_context(|| format!("writing {}", cfg.display()))?;
-    let log = dir.join("daemon.log");
-    let log_file =
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let exe = crate::probewatch_exe()?;
-    let child = Command::new(exe)
-        .arg("watch")
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .context("starting the daemon")?;
-    let pid = child.id();
-    let mut d = Daemon {
-        child: Some(child),
-        pid,
-        log,
-    };
-    let probe = agent(Duration::from_secs(2), false);
-    let t = Instant::now();
-    loop {
-        if get(&probe, &format!("http://{addr}/healthz")).is_ok() {
-            return Ok(d);
-        }
-        if let Some(status) = d.exited() {
-            bail!("the daemon exited ({status}) at start:\n{}", d.log_tail());
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "the daemon did not answer /healthz within 60 s:\n{}",
-                d.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    Launch::watch(crate::probewatch_exe()?, &cfg)
+        .log_file(dir.join("daemon.log"))
+        .keep_lines(LOG_LINES)
+        .start(Duration::from_secs(60))
+        .context("starting the daemon")
 }
 
-/// One reading of `/proc/<pid>`.
-struct ProcReading {
-    rss: u64,
-    hwm: u64,
-    anon: u64,
-    file: u64,
-    shmem: u64,
-    threads: u64,
-    fds: u64,
-}
-
-/// `VmRSS`, `VmHWM`, `RssAnon`, `RssFile`, `RssShmem` (KiB), threads and
-/// open descriptors of `pid`.
-fn read_proc(pid: u32) -> Result<ProcReading> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .with_context(|| format!("{path}: no {name}"))
-    };
-    let fd_dir = format!("/proc/{pid}/fd");
-    let fds = std::fs::read_dir(&fd_dir)
-        .with_context(|| format!("listing {fd_dir}"))?
-        .count() as u64;
-    Ok(ProcReading {
-        rss: field("VmRSS:")?,
-        hwm: field("VmHWM:")?,
-        anon: field("RssAnon:")?,
-        file: field("RssFile:")?,
-        shmem: field("RssShmem:")?,
-        threads: field("Threads:")?,
-        fds,
-    })
+/// The daemon's memory and threads, and its open descriptors.
+fn read_proc(pid: u32) -> Result<(ProcStatus, u64)> {
+    Ok((ProcStatus::read(pid)?, open_fds(pid)?))
 }
 
 /// The sum of a counter family's samples of run `soak` in an exposition.
@@ -812,7 +655,6 @@ pub fn run(args: &SoakArgs) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let addr = free_port()?;
     eprintln!(
         "probewatch soak: {:.0} s, a checkpoint every {} ms, {} clients pausing {} ms, in {}",
         args.duration.as_secs_f64(),
@@ -821,7 +663,8 @@ pub fn run(args: &SoakArgs) -> Result<()> {
         args.pause_ms,
         dir.display()
     );
-    let mut daemon = start_daemon(&dir, addr, args.workers)?;
+    let daemon = start_daemon(&dir, args.workers)?;
+    let base = daemon.url("")?;
     let store_path = dir.join("probewatch.sqlite");
     let shared = Arc::new(Shared {
         stop_load: AtomicBool::new(false),
@@ -871,12 +714,12 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     let clients: Vec<_> = (0..args.clients)
         .map(|i| {
             let shared = shared.clone();
-            let base = format!("http://{addr}");
+            let base = base.clone();
             let pause = Duration::from_millis(args.pause_ms);
             let max = args.max_requests;
             let rotation = rotation.clone();
             std::thread::spawn(move || {
-                let agent = agent(timeout, i % 2 == 0);
+                let client = Client::new(timeout, i % 2 == 0);
                 let mut done = Vec::new();
                 let mut k = i;
                 while !shared.stop_load.load(Ordering::Acquire) && Instant::now() < deadline {
@@ -889,7 +732,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
                     let endpoint = rotation[k % rotation.len()];
                     k += 1;
                     let t = Instant::now();
-                    let result = get(&agent, &format!("{base}{}", endpoint.path()));
+                    let result = get(&client, &format!("{base}{}", endpoint.path()));
                     let seconds = t.elapsed().as_secs_f64();
                     let error = match result {
                         Ok(body) if endpoint.body_ok(&body) => None,
@@ -898,7 +741,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
                             endpoint.path(),
                             body.len()
                         )),
-                        Err(e) => Some(format!("{}: {e}", endpoint.path())),
+                        Err(e) => Some(e),
                     };
                     done.push(Request {
                         endpoint,
@@ -918,7 +761,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
         let shared = shared.clone();
         let store_path = store_path.clone();
         let keep = args.keep;
-        let pid = daemon.pid;
+        let pid = daemon.pid();
         std::thread::spawn(move || -> (Vec<Sample>, Option<String>) {
             let mut samples = Vec::new();
             let mut store: Option<Store> = None;
@@ -932,20 +775,20 @@ pub fn run(args: &SoakArgs) -> Result<()> {
                     .as_ref()
                     .and_then(store_counts)
                     .map_or(0, |(d, f)| d + f);
-                let p = match read_proc(pid) {
+                let (p, fds) = match read_proc(pid) {
                     Ok(v) => v,
                     Err(e) => return (samples, Some(format!("{e:#}"))),
                 };
                 let load = !shared.stop_load.load(Ordering::Acquire) && Instant::now() < deadline;
                 let s = Sample {
                     t: t0.elapsed().as_secs_f64(),
-                    rss_kib: p.rss,
-                    hwm_kib: p.hwm,
-                    anon_kib: p.anon,
-                    file_kib: p.file,
-                    shmem_kib: p.shmem,
+                    rss_kib: p.rss_kib,
+                    hwm_kib: p.hwm_kib,
+                    anon_kib: p.anon_kib,
+                    file_kib: p.file_kib,
+                    shmem_kib: p.shmem_kib,
                     threads: p.threads,
-                    fds: p.fds,
+                    fds,
                     written: shared.written.load(Ordering::Acquire),
                     recorded,
                     load,
@@ -958,8 +801,8 @@ pub fn run(args: &SoakArgs) -> Result<()> {
                         s.t,
                         s.written,
                         s.recorded,
-                        p.rss as f64 / 1024.0,
-                        p.fds,
+                        p.rss_kib as f64 / 1024.0,
+                        fds,
                         p.threads
                     );
                 }
@@ -1011,11 +854,11 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     let drain_seconds = drain_start.elapsed().as_secs_f64();
     // The counters once the backlog is gone (the metrics change just after
     // the store: wait up to 10 s for them to catch up).
-    let final_agent = agent(timeout, false);
-    let metrics_url = format!("http://{addr}/metrics");
+    let final_client = Client::new(timeout, false);
+    let metrics_url = daemon.url("/metrics")?;
     let caught_up = Instant::now();
     let exposition = loop {
-        let e = get(&final_agent, &metrics_url);
+        let e = get(&final_client, &metrics_url);
         let counted = e.as_ref().map_or(0, |text| {
             [
                 "probewatch_checkpoints_analyzed_total",
@@ -1034,11 +877,14 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     // Descriptors once idle: give the server a moment to close the last
     // connections.
     std::thread::sleep(Duration::from_millis(500));
-    let fds_after_drain = read_proc(daemon.pid).ok().map(|p| p.fds);
+    let fds_after_drain = open_fds(daemon.pid()).ok();
     shared.stop_sampler.store(true, Ordering::Release);
     let (samples, sampler_error) = sampler.join().unwrap_or_default();
     let daemon_alive = daemon.exited().is_none();
-    let exit = daemon.stop(Duration::from_secs(40));
+    let exit = daemon
+        .stop(Duration::from_secs(40))
+        .ok()
+        .and_then(|s| s.code());
     let integrity = reader
         .check_integrity()
         .map_err(|e| e.to_string())
@@ -1117,7 +963,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     if !daemon_alive {
         failures.push(format!(
             "the daemon died during the run:\n{}",
-            daemon.log_tail()
+            daemon.log_tail(30)
         ));
     }
     let mut error_examples: Vec<String> = Vec::new();
@@ -1303,16 +1149,6 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
-    }
-
-    #[test]
-    fn quantiles_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(quantile(&v, 0.5), 50.0);
-        assert_eq!(quantile(&v, 0.99), 99.0);
-        assert_eq!(quantile(&v, 1.0), 100.0);
-        assert_eq!(quantile(&[7.0], 0.99), 7.0);
-        assert!(quantile(&[], 0.5).is_nan());
     }
 
     #[test]

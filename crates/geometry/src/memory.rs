@@ -14,91 +14,24 @@
 //! out-of-range positions are ignored by the solver. It also keeps the last
 //! report with a fingerprint of its input: a layer whose input did not
 //! change (frozen during fine-tuning) gets that report again, bit for bit.
-//! This module holds data only; it does no solving and no I/O.
+//! This module holds data only; it does no solving and no I/O. Its parts
+//! live with their users and are re-exported here: the compact warm start
+//! is the solver's ([`CompactWarm`], [`crate::hull`]), a DirectProbe run's
+//! warm starts and member-list keys are DirectProbe's
+//! ([`ClusteringMemory`], [`members_key`]), and the report kept is
+//! [`crate::layer_report`]'s.
 
 use std::collections::HashMap;
 
-use super::directprobe::Cluster;
-use super::hull::{HullResult, WarmStart};
-use super::measures::LayerReport;
-
-/// A compact warm start: the separating direction in `f32` (enough to
-/// re-certify a separation in one pass; an empty vector when not kept) and
-/// the final active set's vertex pairs.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CompactWarm {
-    direction: Vec<f32>,
-    pairs: Vec<(u32, u32)>,
-}
-
-impl CompactWarm {
-    /// Keeps the vertex pairs of `r`, and its direction when `direction`.
-    pub fn from_result(r: &HullResult, direction: bool) -> CompactWarm {
-        CompactWarm {
-            direction: if direction {
-                r.direction.iter().map(|&v| v as f32).collect()
-            } else {
-                Vec::new()
-            },
-            pairs: r
-                .vertices
-                .iter()
-                .map(|&(i, j)| (i as u32, j as u32))
-                .collect(),
-        }
-    }
-
-    /// The solver's warm start.
-    pub fn to_warm(&self) -> WarmStart {
-        WarmStart {
-            direction: self.direction.iter().map(|&v| v as f64).collect(),
-            support_a: Vec::new(),
-            support_b: Vec::new(),
-            pairs: self
-                .pairs
-                .iter()
-                .map(|&(i, j)| (i as usize, j as usize))
-                .collect(),
-        }
-    }
-
-    /// Heap bytes held.
-    pub fn bytes(&self) -> usize {
-        self.direction.len() * 4 + self.pairs.len() * 8
-    }
-}
+use crate::directprobe::Cluster;
+pub use crate::directprobe::{ClusteringMemory, members_key};
+pub use crate::hull::CompactWarm;
+use crate::layer_report::LayerReport;
 
 /// A 64-bit key of a cluster: its label and its member rows (sorted, as
 /// final clusters hold them).
 pub fn cluster_key(c: &Cluster) -> u64 {
     members_key(c.label, &c.members)
-}
-
-/// A 64-bit key of a labelled member list, in the given order (FNV-1a;
-/// a collision only costs a cold solve).
-pub fn members_key(label: u32, members: &[usize]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |v: u64| {
-        for b in v.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(u64::from(label));
-    eat(members.len() as u64);
-    for &m in members {
-        eat(m as u64);
-    }
-    h
-}
-
-/// Warm starts of one DirectProbe run (one split).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ClusteringMemory {
-    /// Label-pair separability solves, by `(a, b)`, `a < b`.
-    pub label_pairs: HashMap<(u32, u32), CompactWarm>,
-    /// Greedy-loop blocking checks, by (union key, blocker key).
-    pub blocks: HashMap<(u64, u64), CompactWarm>,
 }
 
 /// Everything kept from one (task, layer) analysis.
@@ -182,17 +115,5 @@ mod tests {
         assert_ne!(cluster_key(&a), cluster_key(&b));
         assert_ne!(cluster_key(&a), cluster_key(&c));
         assert_eq!(cluster_key(&a), cluster_key(&a.clone()));
-    }
-
-    #[test]
-    fn compact_warm_round_trip() {
-        let w = CompactWarm {
-            direction: vec![1.0, -2.5],
-            pairs: vec![(0, 3), (2, 1)],
-        };
-        let ws = w.to_warm();
-        assert_eq!(ws.direction, vec![1.0, -2.5]);
-        assert_eq!(ws.pairs, vec![(0, 3), (2, 1)]);
-        assert_eq!(w.bytes(), 2 * 4 + 2 * 8);
     }
 }

@@ -1,12 +1,14 @@
 //! Synthetic labelled layers for benchmarks and tests: Gaussian label blobs
 //! from a fixed seed, in a separable and an overlapping variant.
 //!
-//! The generator is our own (splitmix64 seeding a xoshiro256** stream,
-//! Box–Muller normals) so the same seed gives the same bits on every
-//! platform and crate version. Label frequencies are skewed like a POS tag
-//! set (weight ∝ 1/(k+1)^0.8). It produces data only; it measures nothing.
+//! The random numbers are the crate's own [`Rng`] (xoshiro256** seeded
+//! through SplitMix64, Box–Muller normals; see [`crate::rng`]), so the same
+//! seed gives the same bits on every platform and crate version. Label
+//! frequencies are skewed like a POS tag set (weight ∝ 1/(k+1)^0.8). It
+//! produces data only; it measures nothing.
 
-use std::f64::consts::TAU;
+use crate::input::{LayerInput, TRAIN};
+pub use crate::rng::Rng;
 
 /// Which kind of layer to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,64 +44,16 @@ pub struct SyntheticLayer {
 impl SyntheticLayer {
     /// The layer as the measures' input, with `split_names` (index 0 must be
     /// `train`, 1 `test`).
-    pub fn input<'a>(&'a self, split_names: &'a [String]) -> crate::measures::LayerInput<'a> {
-        crate::measures::LayerInput {
+    pub fn input<'a>(&'a self, split_names: &'a [String]) -> LayerInput<'a> {
+        LayerInput {
             data: &self.data,
             dim: self.dim,
             labels: &self.labels,
             n_labels: self.n_labels,
             split: &self.split,
             split_names,
-            fit_split: crate::measures::TRAIN,
+            fit_split: TRAIN,
         }
-    }
-}
-
-/// xoshiro256** seeded through splitmix64.
-#[derive(Clone, Debug)]
-pub struct Rng {
-    s: [u64; 4],
-}
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        let mut z = seed;
-        let mut next = || {
-            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut x = z;
-            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            x ^ (x >> 31)
-        };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let r = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        r
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal (Box–Muller, one value per call).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (TAU * u2).cos()
     }
 }
 
@@ -197,14 +151,5 @@ mod tests {
         assert_eq!(a.split.iter().filter(|&&s| s == 1).count(), 10);
         let c = generate(50, 10, 8, 3, Variant::Separable, 8);
         assert_ne!(a.data, c.data);
-    }
-
-    #[test]
-    fn normals_have_unit_variance() {
-        let mut r = Rng::new(1);
-        let xs: Vec<f64> = (0..20000).map(|_| r.normal()).collect();
-        let m = xs.iter().sum::<f64>() / xs.len() as f64;
-        let v = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64;
-        assert!(m.abs() < 0.03 && (v - 1.0).abs() < 0.05, "{m} {v}");
     }
 }

@@ -24,7 +24,7 @@
 //!
 //! No I/O, no clocks; positions in the result refer to the whole sets.
 
-use super::hull::{
+use crate::hull::{
     Gram, HullParams, HullResult, PointSet, Query, Verdict, WarmStart, dot_fx, dot_xx,
     hull_distance,
 };
@@ -52,7 +52,6 @@ pub fn hull_distance_ws(
     if na + nb <= DIRECT_UP_TO || matches!(query, Query::DistanceUpTo(_)) {
         return hull_distance(a, b, query, params, warm);
     }
-    let dim = a.dim();
     let scale = match params.scale {
         Some(s) => s,
         // The solver's own fallback depends on the sets; fixing it here keeps
@@ -60,118 +59,203 @@ pub fn hull_distance_ws(
         None => return hull_distance(a, b, query, params, warm),
     };
     let tol = params.intersect_rel_tol * scale;
-    let mut in_a = vec![false; na];
-    let mut in_b = vec![false; nb];
-    let mut wa: Vec<usize> = Vec::new();
-    let mut wb: Vec<usize> = Vec::new();
-    let add = |w: &mut Vec<usize>, seen: &mut [bool], k: usize| {
-        if !seen[k] {
-            seen[k] = true;
-            w.push(k);
-        }
+    let stop_above = match query {
+        Query::Separability => tol,
+        _ => f64::INFINITY,
     };
-    // Warm start's points first (the previous checkpoint's support).
-    if let Some(w) = warm {
-        for &(i, j) in &w.pairs {
-            if i < na && j < nb {
-                add(&mut wa, &mut in_a, i);
-                add(&mut wb, &mut in_b, j);
-            }
-        }
-        for &i in w.support_a.iter().filter(|&&i| i < na) {
-            add(&mut wa, &mut in_a, i);
-        }
-        for &j in w.support_b.iter().filter(|&&j| j < nb) {
-            add(&mut wb, &mut in_b, j);
-        }
-    }
-    // Then the extremes along the warm direction, else the centroid
-    // difference (B → A).
-    let usable =
-        |w: &&WarmStart| w.direction.len() == dim && dot_xx(&w.direction, &w.direction) > 0.0;
-    let dir = match warm.filter(usable) {
-        Some(w) => w.direction.clone(),
-        None => {
-            let mut d = vec![0.0f64; dim];
-            for k in 0..na {
-                for (c, &v) in d.iter_mut().zip(a.point(k)) {
-                    *c += v as f64 / na as f64;
-                }
-            }
-            for k in 0..nb {
-                for (c, &v) in d.iter_mut().zip(b.point(k)) {
-                    *c -= v as f64 / nb as f64;
-                }
-            }
-            d
-        }
+    let mut ws = WorkingSet {
+        wa: Vec::new(),
+        wb: Vec::new(),
+        in_a: vec![false; na],
+        in_b: vec![false; nb],
     };
-    let (pa, pb) = projections(&a, &b, &dir);
-    for k in extremes(&pa, &in_a, INITIAL, true) {
-        add(&mut wa, &mut in_a, k);
-    }
-    for k in extremes(&pb, &in_b, INITIAL, false) {
-        add(&mut wb, &mut in_b, k);
-    }
-
+    ws.seed(&a, &b, warm);
     let mut iterations = 0;
     let mut inner_warm: Option<WarmStart> = None;
     loop {
-        let whole = wa.len() == na && wb.len() == nb;
-        // The compact matrix: the working set of A, then that of B.
+        let whole = ws.wa.len() == na && ws.wb.len() == nb;
+        let r = ws.solve(&a, &b, query, params, inner_warm.as_ref());
+        iterations += r.iterations;
+        if whole {
+            return ws.lift(r, iterations);
+        }
+        if r.verdict == Verdict::Intersecting {
+            // A feasible pair of the whole sets within the tolerance.
+            return ws.lift(r, iterations);
+        }
+        let w = ws.whole_bounds(&a, &b, &r);
+        let (upper, lower) = (w.upper, w.lower);
+        let done = (lower > stop_above) || (upper - lower <= params.rel_gap * upper && lower > tol);
+        if done {
+            let mut out = ws.lift(r, iterations);
+            out.verdict = Verdict::Separated;
+            out.lower = lower.max(0.0).min(upper);
+            out.upper = upper;
+            out.converged = upper - lower <= params.rel_gap * upper;
+            out.direction = w.direction;
+            return out;
+        }
+        // Keep the inner solver's active set: positions of the old subsets
+        // stay valid since new points are appended.
+        inner_warm = Some(WarmStart {
+            direction: Vec::new(),
+            support_a: Vec::new(),
+            support_b: Vec::new(),
+            pairs: r.vertices.clone(),
+        });
+        ws.grow(&w.pa, &w.pb);
+    }
+}
+
+/// The working sets: positions in A and in B in the order they joined,
+/// and which positions are in.
+struct WorkingSet {
+    wa: Vec<usize>,
+    wb: Vec<usize>,
+    in_a: Vec<bool>,
+    in_b: Vec<bool>,
+}
+
+/// The whole sets' bounds for a subsets' answer: the upper bound from its
+/// final pair of hull points `x`, the lower bound from the better of `x`
+/// and the answer's own direction, and the projections of all points on
+/// `x`.
+struct WholeBounds {
+    upper: f64,
+    lower: f64,
+    direction: Vec<f64>,
+    pa: Vec<f64>,
+    pb: Vec<f64>,
+}
+
+impl WorkingSet {
+    fn add_a(&mut self, k: usize) {
+        if !self.in_a[k] {
+            self.in_a[k] = true;
+            self.wa.push(k);
+        }
+    }
+
+    fn add_b(&mut self, k: usize) {
+        if !self.in_b[k] {
+            self.in_b[k] = true;
+            self.wb.push(k);
+        }
+    }
+
+    /// The first working sets: the warm start's points (the previous
+    /// checkpoint's support), then the extremes along the warm direction,
+    /// else along the centroid difference (B → A).
+    fn seed(&mut self, a: &PointSet<'_>, b: &PointSet<'_>, warm: Option<&WarmStart>) {
+        let (na, nb, dim) = (a.len(), b.len(), a.dim());
+        if let Some(w) = warm {
+            for &(i, j) in &w.pairs {
+                if i < na && j < nb {
+                    self.add_a(i);
+                    self.add_b(j);
+                }
+            }
+            for &i in w.support_a.iter().filter(|&&i| i < na) {
+                self.add_a(i);
+            }
+            for &j in w.support_b.iter().filter(|&&j| j < nb) {
+                self.add_b(j);
+            }
+        }
+        let usable =
+            |w: &&WarmStart| w.direction.len() == dim && dot_xx(&w.direction, &w.direction) > 0.0;
+        let dir = match warm.filter(usable) {
+            Some(w) => w.direction.clone(),
+            None => {
+                let mut d = vec![0.0f64; dim];
+                for k in 0..na {
+                    for (c, &v) in d.iter_mut().zip(a.point(k)) {
+                        *c += v as f64 / na as f64;
+                    }
+                }
+                for k in 0..nb {
+                    for (c, &v) in d.iter_mut().zip(b.point(k)) {
+                        *c -= v as f64 / nb as f64;
+                    }
+                }
+                d
+            }
+        };
+        let (pa, pb) = projections(a, b, &dir);
+        for k in extremes(&pa, &self.in_a, INITIAL, true) {
+            self.add_a(k);
+        }
+        for k in extremes(&pb, &self.in_b, INITIAL, false) {
+            self.add_b(k);
+        }
+    }
+
+    /// The certified solve on the working sets, copied into one compact
+    /// matrix (A's, then B's) with its Gram matrix. Positions in the answer
+    /// refer to the working sets.
+    fn solve(
+        &self,
+        a: &PointSet<'_>,
+        b: &PointSet<'_>,
+        query: Query,
+        params: &HullParams,
+        warm: Option<&WarmStart>,
+    ) -> HullResult {
+        let dim = a.dim();
+        let (wa, wb) = (&self.wa, &self.wb);
         let mut compact = Vec::with_capacity((wa.len() + wb.len()) * dim);
-        for &k in &wa {
+        for &k in wa {
             compact.extend_from_slice(a.point(k));
         }
-        for &k in &wb {
+        for &k in wb {
             compact.extend_from_slice(b.point(k));
         }
         let rows_a: Vec<usize> = (0..wa.len()).collect();
         let rows_b: Vec<usize> = (wa.len()..wa.len() + wb.len()).collect();
         let gram = Gram::new(&compact, dim);
-        let r = hull_distance(
+        hull_distance(
             PointSet::subset_with(&compact, dim, &rows_a, Some(&gram)),
             PointSet::subset_with(&compact, dim, &rows_b, Some(&gram)),
             query,
             params,
-            inner_warm.as_ref(),
-        );
-        iterations += r.iterations;
-        let lift = |mut r: HullResult| {
-            for s in &mut r.support_a {
-                s.0 = wa[s.0];
-            }
-            for s in &mut r.support_b {
-                s.0 = wb[s.0];
-            }
-            for v in &mut r.vertices {
-                *v = (wa[v.0], wb[v.1]);
-            }
-            r.iterations = iterations;
-            r
-        };
-        if whole {
-            return lift(r);
+            warm,
+        )
+    }
+
+    /// `r` with its positions mapped to the whole sets and `iterations`
+    /// (all rounds') as its count.
+    fn lift(&self, mut r: HullResult, iterations: usize) -> HullResult {
+        for s in &mut r.support_a {
+            s.0 = self.wa[s.0];
         }
-        if r.verdict == Verdict::Intersecting {
-            // A feasible pair of the whole sets within the tolerance.
-            return lift(r);
+        for s in &mut r.support_b {
+            s.0 = self.wb[s.0];
         }
+        for v in &mut r.vertices {
+            *v = (self.wa[v.0], self.wb[v.1]);
+        }
+        r.iterations = iterations;
+        r
+    }
+
+    /// The whole sets' bounds for the working sets' answer `r`.
+    fn whole_bounds(&self, a: &PointSet<'_>, b: &PointSet<'_>, r: &HullResult) -> WholeBounds {
+        let dim = a.dim();
         // The subsets' final point, explicit, and the whole sets' bound.
         let mut x = vec![0.0f64; dim];
         for &(i, w) in &r.support_a {
-            for (xi, &v) in x.iter_mut().zip(a.point(wa[i])) {
+            for (xi, &v) in x.iter_mut().zip(a.point(self.wa[i])) {
                 *xi += w * v as f64;
             }
         }
         for &(j, w) in &r.support_b {
-            for (xi, &v) in x.iter_mut().zip(b.point(wb[j])) {
+            for (xi, &v) in x.iter_mut().zip(b.point(self.wb[j])) {
                 *xi -= w * v as f64;
             }
         }
         let xn = dot_xx(&x, &x).sqrt();
         let upper = xn;
-        let (pa, pb) = projections(&a, &b, &x);
+        let (pa, pb) = projections(a, b, &x);
         let amin = pa.iter().copied().fold(f64::INFINITY, f64::min);
         let bmax = pb.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let lower_x = if xn > 0.0 { (amin - bmax) / xn } else { 0.0 };
@@ -179,7 +263,7 @@ pub fn hull_distance_ws(
         let (lower_d, dir_d) = if r.direction.len() == dim {
             let dn = dot_xx(&r.direction, &r.direction).sqrt();
             if dn > 0.0 {
-                let (qa, qb) = projections(&a, &b, &r.direction);
+                let (qa, qb) = projections(a, b, &r.direction);
                 let amin = qa.iter().copied().fold(f64::INFINITY, f64::min);
                 let bmax = qb.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 ((amin - bmax) / dn, true)
@@ -194,58 +278,50 @@ pub fn hull_distance_ws(
         } else {
             (lower_x, x.clone())
         };
-        let stop_above = match query {
-            Query::Separability => tol,
-            _ => f64::INFINITY,
-        };
-        let done = (lower > stop_above) || (upper - lower <= params.rel_gap * upper && lower > tol);
-        if done {
-            let mut out = lift(r);
-            out.verdict = Verdict::Separated;
-            out.lower = lower.max(0.0).min(upper);
-            out.upper = upper;
-            out.converged = upper - lower <= params.rel_gap * upper;
-            out.direction = direction;
-            return out;
+        WholeBounds {
+            upper,
+            lower,
+            direction,
+            pa,
+            pb,
         }
-        // Violators: points of A below the subsets' A-side threshold along
-        // x, points of B above theirs, most violating first.
-        let ta = wa.iter().map(|&k| pa[k]).fold(f64::INFINITY, f64::min);
-        let tb = wb.iter().map(|&k| pb[k]).fold(f64::NEG_INFINITY, f64::max);
-        let grow_a = GROW.max(wa.len() / 2);
-        let grow_b = GROW.max(wb.len() / 2);
-        let va: Vec<usize> = extremes(&pa, &in_a, grow_a, true)
+    }
+
+    /// Violators join the working sets: points of A below the sets' A-side
+    /// threshold along `x` (projections `pa`), points of B above theirs,
+    /// most violating first. Without any (the solver stalled on the
+    /// subsets), the nearest points outside join instead, so the rounds
+    /// always progress towards the whole sets.
+    fn grow(&mut self, pa: &[f64], pb: &[f64]) {
+        let ta = self.wa.iter().map(|&k| pa[k]).fold(f64::INFINITY, f64::min);
+        let tb = self
+            .wb
+            .iter()
+            .map(|&k| pb[k])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let grow_a = GROW.max(self.wa.len() / 2);
+        let grow_b = GROW.max(self.wb.len() / 2);
+        let va: Vec<usize> = extremes(pa, &self.in_a, grow_a, true)
             .into_iter()
             .filter(|&k| pa[k] < ta)
             .collect();
-        let vb: Vec<usize> = extremes(&pb, &in_b, grow_b, false)
+        let vb: Vec<usize> = extremes(pb, &self.in_b, grow_b, false)
             .into_iter()
             .filter(|&k| pb[k] > tb)
             .collect();
         let (va, vb) = if va.is_empty() && vb.is_empty() {
-            // No violator, yet not certified (the solver stalled on the
-            // subsets): widen by the nearest points outside instead, so the
-            // rounds always progress towards the whole sets.
             (
-                extremes(&pa, &in_a, grow_a, true),
-                extremes(&pb, &in_b, grow_b, false),
+                extremes(pa, &self.in_a, grow_a, true),
+                extremes(pb, &self.in_b, grow_b, false),
             )
         } else {
             (va, vb)
         };
-        // Keep the inner solver's active set: positions of the old subsets
-        // stay valid since new points are appended.
-        inner_warm = Some(WarmStart {
-            direction: Vec::new(),
-            support_a: Vec::new(),
-            support_b: Vec::new(),
-            pairs: r.vertices.clone(),
-        });
         for k in va {
-            add(&mut wa, &mut in_a, k);
+            self.add_a(k);
         }
         for k in vb {
-            add(&mut wb, &mut in_b, k);
+            self.add_b(k);
         }
     }
 }
@@ -274,19 +350,14 @@ fn extremes(p: &[f64], taken: &[bool], m: usize, lowest: bool) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (xorshift) for test clouds.
+    /// A cloud uniform in the unit cube centred at `shift` along the first
+    /// axis, from the crate's generator.
     fn cloud(n: usize, dim: usize, shift: f32, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-        };
+        let mut rng = crate::rng::Rng::new(seed);
         let mut v = Vec::with_capacity(n * dim);
         for _ in 0..n {
             for d in 0..dim {
-                v.push(next() + if d == 0 { shift } else { 0.0 });
+                v.push(rng.uniform() as f32 - 0.5 + if d == 0 { shift } else { 0.0 });
             }
         }
         v

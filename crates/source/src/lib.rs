@@ -1,7 +1,9 @@
 //! Where activations come from: activation dumps in safetensors ([`dump`]),
 //! or a model checkpoint run over a probe set: [`probeset`] (readers, tasks,
 //! tokenization), [`encoder`] (the BERT-family forward pass) and
-//! [`extract`] (the two together, and the dump writer). Sources know
+//! [`extract`] (the two together, and the dump writer). [`st`] is the one
+//! safetensors reader (headers, tensor data, step names, shard indexes) the
+//! dump reader, the encoder and the daemon's watcher share. Sources know
 //! nothing about geometry: they hand out checked matrices, labels and
 //! splits.
 
@@ -9,6 +11,7 @@ pub mod dump;
 pub mod encoder;
 pub mod extract;
 pub mod probeset;
+pub mod st;
 
 use std::borrow::Cow;
 use std::path::Path;

@@ -4,15 +4,59 @@
 //! comparisons with the baseline and the previous checkpoint as JSON).
 //!
 //! The daemon writes rows with [`encode`]; restore, the backfill, the report
-//! and the benchmarks read them with [`decode`]. Nothing else in the
+//! and the benchmarks read them with [`decode`] (or [`try_decode`], which
+//! says what is wrong) and [`decode_comparisons`]. Nothing else in the
 //! workspace knows the row's layout. It does no I/O: the store moves rows.
 
 use geometry::measures::{LayerComparison, LayerReport, TRAIN_TEST_HULL};
+use serde::Deserialize;
 use store::LayerRecord;
 
-/// A stored layer record back as a report with its centroids.
+/// Why a stored layer record cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The report's JSON is not a layer report.
+    #[error("{0}")]
+    Report(serde_json::Error),
+    /// The comparisons' JSON is not the comparisons [`encode`] writes.
+    #[error("{0}")]
+    Comparison(serde_json::Error),
+    /// The centroid blob does not hold one centroid per label present.
+    #[error("{values} values of width {dim} for {labels} labels with train points")]
+    Centroids {
+        /// Values in the blob.
+        values: usize,
+        /// The stored centroid width.
+        dim: usize,
+        /// Labels with train points in the report.
+        labels: usize,
+    },
+}
+
+impl DecodeError {
+    /// The part of the record that is unreadable: `report`, `comparison`
+    /// or `centroids`.
+    pub fn part(&self) -> &'static str {
+        match self {
+            DecodeError::Report(_) => "report",
+            DecodeError::Comparison(_) => "comparison",
+            DecodeError::Centroids { .. } => "centroids",
+        }
+    }
+}
+
+/// A stored layer record back as a report with its centroids (`None` when
+/// [`try_decode`] finds it unreadable).
 pub fn decode(rec: &LayerRecord) -> Option<LayerReport> {
-    let mut r: LayerReport = serde_json::from_str(&rec.report_json).ok()?;
+    try_decode(rec).ok()
+}
+
+/// A stored layer record back as a report with its centroids, or what is
+/// wrong with it. Without a centroid blob (`centroid_dim` 0) the centroids
+/// are those of the JSON (none for rows [`encode`] wrote).
+pub fn try_decode(rec: &LayerRecord) -> Result<LayerReport, DecodeError> {
+    let mut r: LayerReport = serde_json::from_str(&rec.report_json).map_err(DecodeError::Report)?;
     let dim = rec.centroid_dim as usize;
     if dim > 0 {
         let k = r.min_label_distance.len();
@@ -28,7 +72,11 @@ pub fn decode(rec: &LayerRecord) -> Option<LayerReport> {
             })
             .collect();
         if present.len() * dim != rec.centroids.len() {
-            return None;
+            return Err(DecodeError::Centroids {
+                values: rec.centroids.len(),
+                dim,
+                labels: present.len(),
+            });
         }
         let mut cents = vec![None; k];
         for (i, &l) in present.iter().enumerate() {
@@ -41,7 +89,31 @@ pub fn decode(rec: &LayerRecord) -> Option<LayerReport> {
         }
         r.centroids = cents;
     }
-    Some(r)
+    Ok(r)
+}
+
+/// The comparisons stored with a layer (see [`encode`]).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Comparisons {
+    /// Against the run's baseline (`None` at the baseline or without one).
+    #[serde(default)]
+    pub baseline: Option<LayerComparison>,
+    /// Against the run's previous checkpoint (`None` at its first).
+    #[serde(default)]
+    pub previous: Option<LayerComparison>,
+}
+
+/// The comparisons of a stored layer record (both `None` when it has none).
+pub fn decode_comparisons(rec: &LayerRecord) -> Result<Comparisons, DecodeError> {
+    decode_comparison_json(rec.comparison_json.as_deref())
+}
+
+/// The comparisons from a record's `comparison_json` column alone (for
+/// readers that select only that column).
+pub fn decode_comparison_json(json: Option<&str>) -> Result<Comparisons, DecodeError> {
+    json.map_or(Ok(Comparisons::default()), |j| {
+        serde_json::from_str(j).map_err(DecodeError::Comparison)
+    })
 }
 
 /// A layer report as a store record: the report's JSON without centroids,
@@ -98,5 +170,73 @@ pub fn label_names(r: &LayerReport) -> Vec<String> {
         (0..r.min_label_distance.len())
             .map(|i| i.to_string())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use geometry::measures::{MeasureParams, compare, measure_layer};
+    use geometry::synth::{Variant, generate};
+
+    use super::*;
+
+    /// A measured layer of four labels in five dimensions (seeded).
+    fn report(seed: u64) -> LayerReport {
+        let layer = generate(60, 20, 5, 4, Variant::Separable, seed);
+        let splits = ["train".to_owned(), "test".to_owned()];
+        let mut r = measure_layer(layer.input(&splits), &MeasureParams::default());
+        r.layer = 3;
+        r.label_names = ["A", "B", "C", "D"].map(String::from).to_vec();
+        r
+    }
+
+    #[test]
+    fn decode_gives_back_what_encode_stored() {
+        let (base, now) = (report(1), report(2));
+        let vs_base = compare(&base, &now).unwrap();
+        let rec = encode("pos", &now, Some(&vs_base), None);
+        assert_eq!(
+            (rec.task.as_str(), rec.layer, rec.centroid_dim),
+            ("pos", 3, 5)
+        );
+        assert!(
+            !rec.report_json.contains("centroids\":"),
+            "centroids travel in the blob"
+        );
+        let back = try_decode(&rec).unwrap();
+        // The centroids as stored (f32); clusters are never stored.
+        let mut want = now.clone();
+        want.train_clusters = Vec::new();
+        for c in want.centroids.iter_mut().flatten() {
+            c.iter_mut().for_each(|v| *v = f64::from(*v as f32));
+        }
+        assert_eq!(back, want);
+        assert_eq!(decode(&rec), Some(want));
+        let cmp = decode_comparisons(&rec).unwrap();
+        assert_eq!(cmp.baseline.as_ref(), Some(&vs_base));
+        assert_eq!(cmp.previous, None);
+        let bare = encode("pos", &base, None, None);
+        assert_eq!(decode_comparisons(&bare).unwrap(), Comparisons::default());
+    }
+
+    #[test]
+    fn unreadable_records_say_which_part() {
+        let mut rec = encode("pos", &report(1), None, None);
+        rec.centroids.pop();
+        let err = try_decode(&rec).unwrap_err();
+        assert_eq!(err.part(), "centroids");
+        assert_eq!(
+            err.to_string(),
+            "19 values of width 5 for 4 labels with train points"
+        );
+        assert_eq!(decode(&rec), None);
+        rec.report_json = "{\"clusters\": 1}".into();
+        assert_eq!(try_decode(&rec).unwrap_err().part(), "report");
+        let err = decode_comparison_json(Some("[1]")).unwrap_err();
+        assert_eq!(err.part(), "comparison");
+        assert_eq!(
+            decode_comparison_json(Some("{}")).unwrap(),
+            Comparisons::default()
+        );
     }
 }

@@ -3,32 +3,33 @@
 //! `step` a dump's metadata names, a Trainer's `trainer_state.json`
 //! `global_step`, and the shard list of a `model.safetensors.index.json`.
 //!
-//! The safetensors check reads only the 8-byte length prefix and the JSON
-//! header (parsed here with serde_json), never the tensor data, so it costs
-//! the same for a 10 kB dump and a 10 GB model. It checks what the
-//! safetensors format itself requires of offsets (every tensor has
-//! `data_offsets` `[begin, end]`, begin ≤ end, and the tensors tile the data
-//! section without gaps or overlaps) and that the file is exactly as long as
-//! the header says; it does not check dtypes or shapes against the offsets
-//! and does not interpret tensor names: that is the readers' job
-//! (`source::dump`). Failures are plain `String` reasons ("header claims 1234
+//! The safetensors check is the workspace's one header reader
+//! ([`source::st::Header`], the one the dump reader and the encoder use): it
+//! reads only the 8-byte length prefix and the JSON header, never the tensor
+//! data, so it costs the same for a 10 kB dump and a 10 GB model. It checks
+//! that every tensor has a known dtype, a shape and `data_offsets`
+//! spanning exactly dtype × shape bytes, that the tensors tile the data
+//! section without gaps or overlaps, and that the file is exactly as long as
+//! the header says (the size the scanner observed, not the size now). It
+//! does not interpret tensor names or metadata other than `step`: that is
+//! the readers' job (`source::dump`). The shard index is read with
+//! [`source::st::parse_shard_index`], as the encoder reads it.
+//!
+//! Failures are plain `String` reasons without the path ("header claims 1234
 //! bytes of data, file has 1000") because the scanner reports them as data
-//! (`ScanItem::Invalid`), not as errors of the scan. The byte-level entry
-//! points ([`check_safetensors_from`], [`parse_trainer_state`],
+//! (`ScanItem::Invalid`, the path beside them), not as errors of the scan;
+//! [`reason`] words the reader's errors as the scanner always has (and as
+//! `docs/reliability.md` quotes them). The byte-level entry points
+//! ([`check_safetensors_from`], [`parse_trainer_state`],
 //! [`parse_shard_index`]) are public so the fuzz targets drive the very code
 //! the scanner runs.
 
-use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
-
-/// Largest JSON header accepted, in bytes (the limit the safetensors crate
-/// uses).
-const HEADER_LIMIT: u64 = 100_000_000;
+use source::st::{Header, IoStep, OffsetError, SafetensorsError};
 
 /// Largest `trainer_state.json` or index file read, in bytes. Both are small
 /// in practice (a Trainer's log history is a few MB at most); a larger file is
@@ -48,118 +49,87 @@ pub struct SafetensorsInfo {
 /// says. `Err` holds a reason that does not repeat the path.
 pub(crate) fn check_safetensors(path: &Path, size: u64) -> Result<SafetensorsInfo, String> {
     if size < 8 {
-        return Err(format!(
-            "file is {size} bytes, too short for the 8-byte header length prefix"
-        ));
+        // The reader refuses it before reading anything: no need to open it.
+        return check(path, io::empty(), size);
     }
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    check_safetensors_from(file, size)
+    check(path, file, size)
 }
 
 /// The length check of `check_safetensors` on a reader positioned at the
 /// start of a safetensors file of `size` bytes (the file, or its bytes in
 /// memory). `Err` holds the reason.
-pub fn check_safetensors_from(mut file: impl Read, size: u64) -> Result<SafetensorsInfo, String> {
-    if size < 8 {
-        return Err(format!(
-            "file is {size} bytes, too short for the 8-byte header length prefix"
-        ));
-    }
-    let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix)
-        .map_err(|e| format!("cannot read the header length prefix: {e}"))?;
-    let header_len = u64::from_le_bytes(prefix);
-    if header_len > size - 8 {
-        return Err(format!(
-            "header length prefix says {header_len} bytes, file has {} bytes after the prefix",
-            size - 8
-        ));
-    }
-    if header_len > HEADER_LIMIT {
-        return Err(format!(
-            "header length prefix says {header_len} bytes, more than the limit of {HEADER_LIMIT}"
-        ));
-    }
-    // Bounded by HEADER_LIMIT, so the conversion cannot fail on any platform
-    // this builds on.
-    let mut header = vec![0u8; usize::try_from(header_len).unwrap_or(0)];
-    file.read_exact(&mut header)
-        .map_err(|e| format!("cannot read the {header_len}-byte header: {e}"))?;
-    let object: Map<String, Value> =
-        serde_json::from_slice(&header).map_err(|e| format!("header is not a JSON object: {e}"))?;
+pub fn check_safetensors_from(file: impl Read, size: u64) -> Result<SafetensorsInfo, String> {
+    check(Path::new(""), file, size)
+}
 
-    let mut step = None;
-    let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(object.len());
-    for (name, entry) in &object {
-        if name == "__metadata__" {
-            step = metadata_step(entry)?;
-            continue;
-        }
-        let offsets = entry
-            .get("data_offsets")
-            .and_then(Value::as_array)
-            .ok_or_else(|| format!("tensor '{name}' has no data_offsets array"))?;
-        let (begin, end) = match offsets.as_slice() {
-            [b, e] => (b.as_u64(), e.as_u64()),
-            _ => (None, None),
-        };
-        let (Some(begin), Some(end)) = (begin, end) else {
-            return Err(format!(
-                "tensor '{name}' has data_offsets {offsets:?}, not two non-negative integers"
-            ));
-        };
-        if begin > end {
-            return Err(format!(
-                "tensor '{name}' has data_offsets [{begin}, {end}]: begin after end"
-            ));
-        }
-        ranges.push((begin, end, name));
-    }
-    ranges.sort_unstable();
-    let mut data_len = 0u64;
-    for &(begin, end, name) in &ranges {
-        if begin != data_len {
-            return Err(format!(
-                "tensor '{name}' starts at data byte {begin}, but the tensors before it end at \
-                 {data_len} (gap or overlap)"
-            ));
-        }
-        data_len = end;
-    }
-    let available = size - 8 - header_len;
-    if data_len != available {
-        return Err(format!(
-            "header claims {data_len} bytes of data, file has {available} (file size {size}, \
-             header {header_len} bytes)"
-        ));
-    }
+fn check(path: &Path, file: impl Read, size: u64) -> Result<SafetensorsInfo, String> {
+    let header = Header::read_from(path, file, size).map_err(|e| reason(&e))?;
+    let step = match header.step() {
+        Ok(step) => step.map(Ok),
+        Err(e) => Some(Err(reason(&e))),
+    };
     Ok(SafetensorsInfo { step })
 }
 
-/// The `step` entry of a safetensors `__metadata__` object.
-fn metadata_step(metadata: &Value) -> Result<Option<Result<u64, String>>, String> {
-    let Some(map) = metadata.as_object() else {
-        return Err("header '__metadata__' is not a JSON object".to_string());
-    };
-    Ok(map.get("step").map(|value| match value.as_str() {
-        Some(text) => text
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| format!("metadata 'step' is {text:?}, not a non-negative integer")),
-        None => Err(format!(
-            "metadata 'step' is {value}, not a string (safetensors metadata values are strings)"
-        )),
-    }))
-}
-
-/// The step in a file or directory name: the digits after the last `-` of
-/// `stem` (`acts-150` → 150).
-pub(crate) fn step_from_name(stem: &str) -> Option<u64> {
-    let (_, digits) = stem.rsplit_once('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// The scanner's reason for a safetensors error: what is wrong, without the
+/// path, in the scanner's words where it has its own (byte counts of the
+/// prefix and of the data section, offsets as "starts at data byte"), else
+/// the reader's.
+pub(crate) fn reason(e: &SafetensorsError) -> String {
+    match e {
+        SafetensorsError::Io {
+            step: IoStep::LengthPrefix,
+            source,
+            ..
+        } => format!("cannot read the header length prefix: {source}"),
+        SafetensorsError::Io {
+            step: IoStep::Header { len },
+            source,
+            ..
+        } => format!("cannot read the {len}-byte header: {source}"),
+        SafetensorsError::HeaderBeyondFile {
+            header_len,
+            available,
+            ..
+        } => format!(
+            "header length prefix says {header_len} bytes, file has {available} bytes after the \
+             prefix"
+        ),
+        SafetensorsError::HeaderTooLarge {
+            header_len, limit, ..
+        } => {
+            format!("header length prefix says {header_len} bytes, more than the limit of {limit}")
+        }
+        SafetensorsError::HeaderNotJson { detail, .. } => {
+            format!("header is not a JSON object: {detail}")
+        }
+        SafetensorsError::BadOffsets {
+            tensor,
+            detail: OffsetError::Reversed { begin, end },
+            ..
+        } => format!("tensor '{tensor}' has data_offsets [{begin}, {end}]: begin after end"),
+        SafetensorsError::BadOffsets {
+            tensor,
+            detail:
+                OffsetError::Gap { begin, cursor, .. } | OffsetError::Overlap { begin, cursor, .. },
+            ..
+        } => format!(
+            "tensor '{tensor}' starts at data byte {begin}, but the tensors before it end at \
+             {cursor} (gap or overlap)"
+        ),
+        SafetensorsError::SizeMismatch {
+            actual,
+            header_len,
+            data_len,
+            ..
+        } => format!(
+            "header claims {data_len} bytes of data, file has {} (file size {actual}, header \
+             {header_len} bytes)",
+            actual.saturating_sub(8).saturating_sub(*header_len)
+        ),
+        other => other.problem().to_string(),
     }
-    digits.parse().ok()
 }
 
 /// Reads a small JSON file whole, refusing files over [`JSON_FILE_LIMIT`].
@@ -190,12 +160,6 @@ pub fn parse_trainer_state(bytes: &[u8]) -> Result<u64, String> {
         .map_err(|e| format!("not a trainer state with an integer global_step: {e}"))
 }
 
-/// The part of `model.safetensors.index.json` the completeness rule needs.
-#[derive(Deserialize)]
-struct ShardIndex {
-    weight_map: std::collections::BTreeMap<String, String>,
-}
-
 /// The distinct shard file names listed in the `weight_map` of a sharded
 /// model's index of observed size `size`, sorted. A name that is not a plain
 /// file name (a path, `..`, hidden) is an error: shards live beside the index.
@@ -206,24 +170,7 @@ pub(crate) fn index_shards(path: &Path, size: u64) -> Result<Vec<String>, String
 /// The shard file names of the text of a `model.safetensors.index.json`, as
 /// `index_shards` returns them.
 pub fn parse_shard_index(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let index: ShardIndex = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not a shard index with a weight_map object: {e}"))?;
-    let shards: BTreeSet<String> = index.weight_map.into_values().collect();
-    if shards.is_empty() {
-        return Err("weight_map lists no shard files".to_string());
-    }
-    for shard in &shards {
-        let plain = !shard.is_empty()
-            && !shard.starts_with('.')
-            && !shard.contains('/')
-            && !shard.contains('\\');
-        if !plain {
-            return Err(format!(
-                "weight_map names shard {shard:?}, which is not a plain file name beside the index"
-            ));
-        }
-    }
-    Ok(shards.into_iter().collect())
+    source::st::parse_shard_index(Path::new(""), bytes).map_err(|e| e.problem().to_string())
 }
 
 #[cfg(test)]
@@ -346,12 +293,22 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn step_from_name_takes_trailing_digits() {
-        assert_eq!(step_from_name("acts-150"), Some(150));
-        assert_eq!(step_from_name("checkpoint-0042"), Some(42));
-        assert_eq!(step_from_name("acts"), None);
-        assert_eq!(step_from_name("acts-"), None);
-        assert_eq!(step_from_name("acts-1x"), None);
+    fn offsets_must_match_dtype_and_shape() {
+        // The reader's full header check: the watcher never holds back a
+        // file the dump reader accepts, and never passes one it refuses
+        // for its header.
+        let dir = tempfile::tempdir().unwrap();
+        let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0; 4]);
+        let (path, size) = write(dir.path(), "s.safetensors", &bytes);
+        let reason = check_safetensors(&path, size).unwrap_err();
+        assert!(
+            reason.contains("tensor 'a' has inconsistent data offsets: F32 [2] needs 8 bytes"),
+            "{reason}"
+        );
+        assert!(!reason.contains(&*path.to_string_lossy()), "{reason}");
     }
 
     #[test]

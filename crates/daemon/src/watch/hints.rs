@@ -20,7 +20,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::{Layout, WatchError, checkpoint_step, is_dump_name};
+use super::{Layout, WatchError, checkpoint_dir_step, is_dump_name};
 
 /// Something a filesystem event suggests: scan soon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,9 +190,9 @@ impl HintSink {
             .collect();
         match (self.layout, names.as_slice()) {
             (Layout::Dumps, [name]) => is_dump_name(name),
-            (Layout::HfCheckpoints, [dir]) => checkpoint_step(dir).is_some(),
+            (Layout::HfCheckpoints, [dir]) => checkpoint_dir_step(dir).is_some(),
             (Layout::HfCheckpoints, [dir, name]) => {
-                checkpoint_step(dir).is_some() && !name.starts_with(b".")
+                checkpoint_dir_step(dir).is_some() && !name.starts_with(b".")
             }
             _ => false,
         }

@@ -56,6 +56,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use hints::{Hint, Hints, watch_folder};
+use source::st::{checkpoint_step, step_from_name};
 
 use header::SafetensorsInfo;
 
@@ -276,20 +277,17 @@ fn is_dump_name(name: &[u8]) -> bool {
     !name.starts_with(b".") && name.ends_with(b".safetensors") && name.len() > 12
 }
 
-/// The step of a `checkpoint-<digits>` name.
-fn checkpoint_step(name: &[u8]) -> Option<u64> {
-    let digits = name.strip_prefix(b"checkpoint-")?;
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+/// The step of a `checkpoint-<digits>` name (ASCII, so a name that is not
+/// UTF-8 has none).
+fn checkpoint_dir_step(name: &[u8]) -> Option<u64> {
+    std::str::from_utf8(name).ok().and_then(checkpoint_step)
 }
 
 fn classify(layout: Layout, name: &OsStr) -> Option<Kind> {
     let bytes = name.as_encoded_bytes();
     match layout {
         Layout::Dumps => is_dump_name(bytes).then_some(Kind::Dump),
-        Layout::HfCheckpoints => checkpoint_step(bytes).map(Kind::Checkpoint),
+        Layout::HfCheckpoints => checkpoint_dir_step(bytes).map(Kind::Checkpoint),
     }
 }
 
@@ -626,7 +624,7 @@ fn judge_dump(
                 None => match path
                     .file_stem()
                     .and_then(OsStr::to_str)
-                    .and_then(header::step_from_name)
+                    .and_then(step_from_name)
                 {
                     Some(step) => step,
                     None => {

@@ -1,29 +1,25 @@
 //! Finding and reading a checkpoint's weights: `model.safetensors`, or the
 //! shards listed in `model.safetensors.index.json`, converted once to `f32`.
 //!
-//! Reading happens in two passes. First only the JSON headers are read, to
-//! learn which tensor lives in which file (so the name prefix — `bert.`,
-//! `roberta.`, `distilbert.` or none — can be resolved before any data is
-//! touched). Then each file that holds a needed tensor is read whole with a
-//! plain `read` (the crate denies unsafe code, so there is no memory map),
-//! checked by the `safetensors` crate, and the needed tensors are widened from
-//! F32/F16/BF16/F64 to `f32`; the file's bytes are dropped before the next
-//! shard is read, so peak memory is the converted weights plus one shard.
-//! What this module does not do: it never loads pickle files (`*.bin`,
-//! `*.pt`), does not know what a tensor means (the caller asks by name and
-//! shape) and keeps no tensor it was not asked for.
+//! Reading happens in two passes. First every file's header is read and
+//! checked by the shared safetensors reader ([`crate::st::Header`]: offsets,
+//! dtypes, shapes, file size), to learn which tensor lives in which file (so
+//! the name prefix — `bert.`, `roberta.`, `distilbert.` or none — can be
+//! resolved before any data is touched). Then each needed tensor is read
+//! with positioned reads at its offsets (the crate denies unsafe code, so
+//! there is no memory map) and widened from F32/F16/BF16/F64 to `f32`
+//! ([`crate::st::extend_f32`]), so peak memory is the converted weights
+//! plus one chunk of raw bytes. What this module does not do: it never
+//! loads pickle files (`*.bin`, `*.pt`), does not know what a tensor means
+//! (the caller asks by name and shape) and keeps no tensor it was not asked
+//! for.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
-
 use super::EncoderError;
-
-/// Largest safetensors JSON header accepted, in bytes.
-const HEADER_LIMIT: u64 = 100_000_000;
+use crate::st::{Header, SafetensorsError, float_width, parse_shard_index};
 
 /// One tensor widened to `f32`, row-major.
 #[derive(Debug, Clone)]
@@ -39,8 +35,10 @@ pub(crate) struct Tensor {
 pub(crate) struct WeightFiles {
     /// The checkpoint folder (for messages).
     pub dir: PathBuf,
-    /// Tensor name → file holding it.
-    locations: HashMap<String, PathBuf>,
+    /// The checked header of every weight file.
+    headers: Vec<Header>,
+    /// Tensor name → index in `headers` of the file holding it.
+    locations: HashMap<String, usize>,
 }
 
 impl WeightFiles {
@@ -49,25 +47,27 @@ impl WeightFiles {
     pub fn open(dir: &Path) -> Result<WeightFiles, EncoderError> {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
-        let mut locations = HashMap::new();
-        if index.is_file() {
-            let files = shard_files(&index)?;
-            for file in files.into_values() {
-                for name in header_names(&file)? {
-                    locations.insert(name, file.clone());
-                }
-            }
+        let files = if index.is_file() {
+            shard_files(&index)?
         } else if single.is_file() {
-            for name in header_names(&single)? {
-                locations.insert(name, single.clone());
-            }
+            vec![single]
         } else {
             return Err(EncoderError::NoWeights {
                 dir: dir.to_path_buf(),
             });
+        };
+        let mut headers = Vec::with_capacity(files.len());
+        let mut locations = HashMap::new();
+        for file in files {
+            let header = read_header(&file)?;
+            for name in header.tensors().keys() {
+                locations.insert(name.clone(), headers.len());
+            }
+            headers.push(header);
         }
         Ok(WeightFiles {
             dir: dir.to_path_buf(),
+            headers,
             locations,
         })
     }
@@ -77,10 +77,10 @@ impl WeightFiles {
         self.locations.contains_key(name)
     }
 
-    /// Reads the named tensors, each file once. Every name must exist
+    /// Reads the named tensors, each file opened once. Every name must exist
     /// (else [`EncoderError::MissingTensor`]).
     pub fn read(&self, names: &[String]) -> Result<HashMap<String, Tensor>, EncoderError> {
-        let mut by_file: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();
+        let mut by_file: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
         for name in names {
             let file = self
                 .locations
@@ -89,40 +89,39 @@ impl WeightFiles {
                     tensor: name.clone(),
                     dir: self.dir.clone(),
                 })?;
-            by_file.entry(file.as_path()).or_default().push(name);
+            by_file.entry(*file).or_default().push(name);
         }
         let mut out = HashMap::with_capacity(names.len());
         for (file, wanted) in by_file {
-            let bytes = std::fs::read(file).map_err(|source| EncoderError::Io {
-                path: file.to_path_buf(),
+            let header = &self.headers[file];
+            let path = header.path();
+            let opened = File::open(path).map_err(|source| EncoderError::Io {
+                path: path.to_path_buf(),
                 action: "reading the weights".into(),
                 source,
             })?;
-            let st = SafeTensors::deserialize(&bytes).map_err(|e| EncoderError::Weights {
-                path: file.to_path_buf(),
-                detail: e.to_string(),
-            })?;
             for name in wanted {
-                let view = st.tensor(name).map_err(|_| EncoderError::MissingTensor {
-                    tensor: name.to_string(),
-                    dir: file.to_path_buf(),
-                })?;
-                let data =
-                    to_f32(view.dtype(), view.data()).ok_or_else(|| EncoderError::Weights {
-                        path: file.to_path_buf(),
-                        detail: format!(
-                            "tensor '{name}' has dtype {:?}; only F32, F16, BF16 and F64 \
-                             weights are supported",
-                            view.dtype()
-                        ),
-                    })?;
-                out.insert(
-                    name.to_string(),
-                    Tensor {
-                        shape: view.shape().to_vec(),
-                        data,
-                    },
-                );
+                let shape = match header.tensor(name) {
+                    Some(entry) if float_width(entry.dtype).is_some() => entry.shape.clone(),
+                    Some(entry) => {
+                        return Err(EncoderError::Weights {
+                            path: path.to_path_buf(),
+                            detail: format!(
+                                "tensor '{name}' has dtype {:?}; only F32, F16, BF16 and F64 \
+                                 weights are supported",
+                                entry.dtype
+                            ),
+                        });
+                    }
+                    None => {
+                        return Err(EncoderError::MissingTensor {
+                            tensor: name.to_string(),
+                            dir: path.to_path_buf(),
+                        });
+                    }
+                };
+                let data = header.read_f32(&opened, name).map_err(weights_error)?;
+                out.insert(name.to_string(), Tensor { shape, data });
             }
         }
         Ok(out)
@@ -132,98 +131,49 @@ impl WeightFiles {
     pub fn file_of(&self, name: &str) -> PathBuf {
         self.locations
             .get(name)
-            .cloned()
+            .map(|&file| self.headers[file].path().to_path_buf())
             .unwrap_or_else(|| self.dir.clone())
     }
 }
 
 /// The distinct shard files named by a `model.safetensors.index.json`,
-/// resolved against its folder.
-fn shard_files(index: &Path) -> Result<BTreeMap<String, PathBuf>, EncoderError> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        weight_map: BTreeMap<String, String>,
-    }
-    let text = std::fs::read_to_string(index).map_err(|source| EncoderError::Io {
+/// sorted by name and resolved against its folder.
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>, EncoderError> {
+    let text = std::fs::read(index).map_err(|source| EncoderError::Io {
         path: index.to_path_buf(),
         action: "reading the shard index".into(),
         source,
     })?;
-    let parsed: Index = serde_json::from_str(&text).map_err(|e| EncoderError::Weights {
-        path: index.to_path_buf(),
-        detail: format!("not a valid shard index: {e}"),
-    })?;
     let dir = index.parent().unwrap_or(Path::new("."));
-    let mut files = BTreeMap::new();
-    for file in parsed.weight_map.into_values() {
-        // Shards are plain file names next to the index; refuse paths.
-        if file.contains('/') || file.contains('\\') || file == ".." {
-            return Err(EncoderError::Weights {
-                path: index.to_path_buf(),
-                detail: format!("shard '{file}' is not a plain file name"),
-            });
-        }
-        let path = dir.join(&file);
-        files.insert(file, path);
-    }
-    Ok(files)
+    let shards = parse_shard_index(index, &text).map_err(weights_error)?;
+    Ok(shards.into_iter().map(|file| dir.join(file)).collect())
 }
 
-/// Tensor names in a safetensors file, from its JSON header only.
-fn header_names(path: &Path) -> Result<Vec<String>, EncoderError> {
+/// The checked header of the safetensors file `path`.
+fn read_header(path: &Path) -> Result<Header, EncoderError> {
     let io = |source| EncoderError::Io {
         path: path.to_path_buf(),
         action: "reading the safetensors header".into(),
         source,
     };
-    let bad = |detail: String| EncoderError::Weights {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let mut file = File::open(path).map_err(io)?;
+    let file = File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
-    let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix).map_err(|_| {
-        bad(format!(
-            "file is {size} bytes, too short for a safetensors header"
-        ))
-    })?;
-    let len = u64::from_le_bytes(prefix);
-    if len > HEADER_LIMIT || len > size.saturating_sub(8) {
-        return Err(bad(format!(
-            "header length {len} does not fit the file ({size} bytes)"
-        )));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(io)?;
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
-    Ok(map
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k != "__metadata__")
-        .collect())
+    Header::read_at(path, &file, size).map_err(weights_error)
 }
 
-/// Little-endian tensor bytes widened to `f32`; `None` for other dtypes.
-fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
-        _ => return None,
-    })
+/// A failure of the safetensors reader as an encoder error: I/O stays I/O
+/// (with the reader's "reading ..." action), anything else is
+/// [`EncoderError::Weights`] naming the file.
+fn weights_error(e: SafetensorsError) -> EncoderError {
+    match e {
+        SafetensorsError::Io { path, step, source } => EncoderError::Io {
+            path,
+            action: step.to_string(),
+            source,
+        },
+        other => EncoderError::Weights {
+            path: other.path().to_path_buf(),
+            detail: other.problem().to_string(),
+        },
+    }
 }

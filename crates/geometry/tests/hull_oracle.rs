@@ -10,7 +10,7 @@
 //!             (t, u) ∈ SOC(d + 1)                     (second-order cone)
 //! ```
 //!
-//! which shares no code and no algorithm with `hull.rs` (Wolfe's method). Its
+//! which shares no code and no algorithm with `src/hull/` (Wolfe's method). Its
 //! answer is turned into a rigorous interval in this file, recomputed in
 //! `f64` from the `f32` input: clipped, renormalised weights `α, β` (as
 //! returned, with the interior point's tiny weights dropped, and after a
@@ -35,8 +35,8 @@ use clarabel::solver::{
     DefaultSettings, DefaultSolver, IPSolver, NonnegativeConeT, SecondOrderConeT, SolverStatus,
     ZeroConeT,
 };
-use geometry::directprobe::{LabelledPoints, cluster, verify};
-use geometry::hull::{
+use probewatch_geometry::directprobe::{LabelledPoints, cluster, verify};
+use probewatch_geometry::hull::{
     Gram, HullParams, HullResult, PointSet, Query, Verdict, WarmStart, hull_distance,
     point_distance,
 };
