@@ -278,6 +278,9 @@ fn tls_version(key: &str, value: Option<&str>) -> Result<Option<u8>, String> {
     }
 }
 
+/// The rustls server configuration of `tls_server_config`, and what it asks
+/// of clients. `file` names the web config in messages; `dir` anchors the
+/// certificate, key and CA paths.
 fn tls_config(
     t: RawTls,
     file: &Path,
@@ -287,21 +290,7 @@ fn tls_config(
         file: file.to_path_buf(),
         problem,
     };
-    for (key, given) in [
-        ("cipher_suites", t.cipher_suites.is_some()),
-        ("curve_preferences", t.curve_preferences.is_some()),
-        (
-            "prefer_server_cipher_suites",
-            t.prefer_server_cipher_suites.is_some(),
-        ),
-    ] {
-        if given {
-            return Err(invalid(format!(
-                "tls_server_config.{key} is not supported: rustls' defaults (TLS 1.3 and \
-                 forward-secret AEAD TLS 1.2 suites only) are used; remove the key"
-            )));
-        }
-    }
+    refuse_unsupported(&t).map_err(invalid)?;
     let cert_file = t.cert_file.ok_or_else(|| {
         invalid("tls_server_config: cert_file is missing (the server certificate, PEM)".to_owned())
     })?;
@@ -328,38 +317,9 @@ fn tls_config(
             dir.join(&key_file).display()
         ))
     })?;
-    let client_auth = match t.client_auth_type.as_deref() {
-        None | Some("NoClientCert") => ClientAuth::None,
-        Some("VerifyClientCertIfGiven") => ClientAuth::VerifyIfGiven,
-        Some("RequireAndVerifyClientCert") => ClientAuth::RequireAndVerify,
-        Some(v @ ("RequestClientCert" | "RequireAnyClientCert")) => {
-            return Err(invalid(format!(
-                "tls_server_config.client_auth_type: {v} accepts unverified client \
-                 certificates and is not supported; use RequireAndVerifyClientCert or \
-                 VerifyClientCertIfGiven with client_ca_file"
-            )));
-        }
-        Some(v) => {
-            return Err(invalid(format!(
-                "tls_server_config.client_auth_type: unknown value {v:?}; expected \
-                 NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"
-            )));
-        }
-    };
-    let min = tls_version("min_version", t.min_version.as_deref()).map_err(invalid)?;
-    let max = tls_version("max_version", t.max_version.as_deref()).map_err(invalid)?;
-    let (lo, hi) = (min.unwrap_or(12), max.unwrap_or(13));
-    if lo > hi {
-        return Err(invalid(format!(
-            "tls_server_config: min_version TLS{lo} is above max_version TLS{hi}"
-        )));
-    }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (lo..=hi).contains(v))
-            .map(|(_, p)| p)
-            .collect();
+    let client_auth = client_auth_type(t.client_auth_type.as_deref()).map_err(invalid)?;
+    let versions =
+        protocol_versions(t.min_version.as_deref(), t.max_version.as_deref()).map_err(invalid)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
@@ -381,35 +341,9 @@ fn tls_config(
             ));
         }
         (auth, Some(ca)) => {
-            let ca_path = dir.join(&ca);
-            let cas = pem_certs(&read(&ca)?).map_err(|e| {
-                invalid(format!(
-                    "tls_server_config.client_ca_file {}: {e}",
-                    ca_path.display()
-                ))
-            })?;
-            let mut roots = rustls::RootCertStore::empty();
-            for ca in cas {
-                roots.add(ca).map_err(|e| {
-                    invalid(format!(
-                        "tls_server_config.client_ca_file {}: {e}",
-                        ca_path.display()
-                    ))
-                })?;
-            }
-            let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            );
-            if auth == ClientAuth::VerifyIfGiven {
-                verifier = verifier.allow_unauthenticated();
-            }
-            let verifier = verifier.build().map_err(|e| {
-                invalid(format!(
-                    "tls_server_config.client_ca_file {}: {e}",
-                    ca_path.display()
-                ))
-            })?;
+            let pem = read(&ca)?;
+            let verifier =
+                client_verifier(auth, &dir.join(&ca), &pem, provider).map_err(invalid)?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -422,6 +356,97 @@ fn tls_config(
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(config), client_auth))
+}
+
+/// Refuses the exporter-toolkit cipher settings rustls has no equivalent
+/// for, rather than ignoring them.
+fn refuse_unsupported(t: &RawTls) -> Result<(), String> {
+    for (key, given) in [
+        ("cipher_suites", t.cipher_suites.is_some()),
+        ("curve_preferences", t.curve_preferences.is_some()),
+        (
+            "prefer_server_cipher_suites",
+            t.prefer_server_cipher_suites.is_some(),
+        ),
+    ] {
+        if given {
+            return Err(format!(
+                "tls_server_config.{key} is not supported: rustls' defaults (TLS 1.3 and \
+                 forward-secret AEAD TLS 1.2 suites only) are used; remove the key"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `client_auth_type` value rustls can honour; the two that accept
+/// unverified certificates are refused.
+fn client_auth_type(value: Option<&str>) -> Result<ClientAuth, String> {
+    match value {
+        None | Some("NoClientCert") => Ok(ClientAuth::None),
+        Some("VerifyClientCertIfGiven") => Ok(ClientAuth::VerifyIfGiven),
+        Some("RequireAndVerifyClientCert") => Ok(ClientAuth::RequireAndVerify),
+        Some(v @ ("RequestClientCert" | "RequireAnyClientCert")) => Err(format!(
+            "tls_server_config.client_auth_type: {v} accepts unverified client \
+             certificates and is not supported; use RequireAndVerifyClientCert or \
+             VerifyClientCertIfGiven with client_ca_file"
+        )),
+        Some(v) => Err(format!(
+            "tls_server_config.client_auth_type: unknown value {v:?}; expected \
+             NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+        )),
+    }
+}
+
+/// The protocol versions from `min_version` to `max_version` (default TLS12
+/// to TLS13).
+fn protocol_versions(
+    min: Option<&str>,
+    max: Option<&str>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let min = tls_version("min_version", min)?;
+    let max = tls_version("max_version", max)?;
+    let (lo, hi) = (min.unwrap_or(12), max.unwrap_or(13));
+    if lo > hi {
+        return Err(format!(
+            "tls_server_config: min_version TLS{lo} is above max_version TLS{hi}"
+        ));
+    }
+    Ok(
+        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (lo..=hi).contains(v))
+            .map(|(_, p)| p)
+            .collect(),
+    )
+}
+
+/// A verifier of client certificates signed by a CA of `pem` (read from
+/// `ca_path`, which messages name); with [`ClientAuth::VerifyIfGiven`] a
+/// client without a certificate is let in.
+fn client_verifier(
+    auth: ClientAuth,
+    ca_path: &Path,
+    pem: &[u8],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let at_fault = |e: &dyn std::fmt::Display| {
+        format!(
+            "tls_server_config.client_ca_file {}: {e}",
+            ca_path.display()
+        )
+    };
+    let cas = pem_certs(pem).map_err(|e| at_fault(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca).map_err(|e| at_fault(&e))?;
+    }
+    let mut verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    if auth == ClientAuth::VerifyIfGiven {
+        verifier = verifier.allow_unauthenticated();
+    }
+    verifier.build().map_err(|e| at_fault(&e))
 }
 
 /// Every certificate of a PEM file; an error when there is none.

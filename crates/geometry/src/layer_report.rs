@@ -40,8 +40,9 @@ pub struct LayerReport {
     /// partition and everything measured on it (`clusters`,
     /// `clusters_per_label`, `label_distance*`, `min_label_distance*`,
     /// `cluster_distance`, `accuracy`, `cluster_stats`). A core-only report
-    /// ([`measure_core`](crate::measures::measure_core)) has those fields empty. Reports stored before
-    /// stages existed hold everything (the default).
+    /// ([`measure_core`](crate::measures::measure_core)) has those fields
+    /// empty. Reports stored before stages existed hold everything (the
+    /// default).
     #[serde(default = "yes")]
     pub clustered: bool,
     /// Fit-split points per label index (the core stage; empty in reports
@@ -106,7 +107,8 @@ pub struct LayerReport {
     #[serde(skip)]
     pub train_clusters: Vec<Cluster>,
     /// Label names (index → name) when the caller adds them (the daemon
-    /// stores them with each layer); empty from [`measure_layer`].
+    /// stores them with each layer); empty from
+    /// [`measure_layer`](crate::measures::measure_layer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_names: Vec<String>,
     /// Classifier-probe accuracy per split other than the fit split (mean

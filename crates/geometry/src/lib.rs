@@ -7,19 +7,22 @@
 //! returns plain data. It knows nothing about files, HTTP, Prometheus, clocks,
 //! logging or the configuration file; callers hand it checked parameters.
 //!
-//! The modules depend on each other in one direction only (a module imports
-//! only those listed before it):
+//! The modules depend on each other in one direction only: each imports
+//! only modules above it in this table (checked by `tests/module_layers.rs`).
 //!
 //! ```text
-//! input, rng              shared input and interruption types; seeded generators
-//! hull                    the certified hull-distance solver (points, Gram, corral, solver)
-//! working_set             hull distances of large sets through a working set   → hull
-//! directprobe             DirectProbe clustering and its warm-start memory     → hull, input
-//! classifier              the MLP probe                                         → input, rng
-//! layer_report            what one layer's analysis reports                     → directprobe, classifier
-//! memory                  what one analysis leaves for the next checkpoint      → hull, directprobe, layer_report
-//! measures                the study's measures, stage by stage                  → all of the above
-//! synth                   synthetic labelled layers                             → input, rng
+//! module        imports                          holds
+//! input         -                                LayerInput, split names, KeepGoing, Interrupted
+//! rng           -                                Rng (xoshiro256**), SplitMix64
+//! hull          -                                certified hull distances (points, corral, solver)
+//! working_set   hull                             hull distances of large sets
+//! directprobe   hull, input                      DirectProbe and its warm starts
+//! classifier    input, rng                       the MLP probe
+//! layer_report  directprobe, classifier          what one layer's analysis reports
+//! memory        hull, directprobe, layer_report  what an analysis leaves for the next checkpoint
+//! measures      input, hull, working_set,        the study's measures, stage by stage
+//!               directprobe, layer_report, memory
+//! synth         input, rng                       synthetic labelled layers
 //! ```
 
 pub mod classifier;

@@ -216,6 +216,9 @@ pub fn load(
     Ok(h)
 }
 
+/// A layer and its similarity to the baseline at each step.
+type LayerSimilarity = (usize, Vec<Option<f64>>);
+
 /// Per layer of `layers`: the similarity to the baseline at each of `steps`
 /// (`None` where no comparison is stored). Read a row at a time: a long
 /// run's comparisons are never all in memory at once.
@@ -226,8 +229,8 @@ fn similarity(
     task: &str,
     steps: &[u64],
     layers: &[usize],
-) -> Result<Vec<(usize, Vec<Option<f64>>)>, ReportError> {
-    let mut sim: Vec<(usize, Vec<Option<f64>>)> = layers
+) -> Result<Vec<LayerSimilarity>, ReportError> {
+    let mut sim: Vec<LayerSimilarity> = layers
         .iter()
         .map(|&l| (l, vec![None; steps.len()]))
         .collect();
@@ -381,14 +384,26 @@ mod tests {
         (db, reports)
     }
 
-    /// The centroids as the blob keeps them (`f32`).
-    fn stored(c: &[Option<Vec<f64>>]) -> Vec<Option<Vec<f64>>> {
-        c.iter()
+    /// A report as the store holds it: through its JSON (which may move a
+    /// float by an ulp), the centroids as `f32`.
+    fn stored(r: &LayerReport) -> LayerReport {
+        let mut back: LayerReport =
+            serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap();
+        back.centroids = r
+            .centroids
+            .iter()
             .map(|c| {
                 c.as_ref()
                     .map(|c| c.iter().map(|&v| f64::from(v as f32)).collect())
             })
-            .collect()
+            .collect();
+        back
+    }
+
+    /// The comparison of `now` with `base` as the store holds it.
+    fn stored_comparison(base: &LayerReport, now: &LayerReport) -> LayerComparison {
+        let c = compare(base, now).unwrap();
+        serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap()
     }
 
     #[test]
@@ -406,7 +421,8 @@ mod tests {
         assert_eq!(h.focus_layer, LAYERS - 1);
         for (at, c) in [(&h.baseline, 0), (&h.latest, STEPS.len() - 1)] {
             assert_eq!(at.len(), LAYERS);
-            for (s, r) in at.iter().zip(&runs[c]) {
+            for (s, orig) in at.iter().zip(&runs[c]) {
+                let r = &stored(orig);
                 assert_eq!(s.layer, r.layer);
                 assert_eq!(
                     (s.clusters, s.labels_present),
@@ -418,9 +434,9 @@ mod tests {
                 assert_eq!(s.train_test_similarity, r.similarity[TRAIN_TEST]);
                 let acc = r.classifier_accuracy.as_ref().unwrap()["test"];
                 assert_eq!(s.classifier_test_accuracy, Some((acc.mean, acc.std)));
-                assert_eq!(s.centroids, stored(&r.centroids));
+                assert_eq!(s.centroids, r.centroids);
                 assert!(s.centroids.iter().all(Option::is_some));
-                let want = (c > 0).then(|| comparison(compare(&runs[0][s.layer], r).unwrap()));
+                let want = (c > 0).then(|| comparison(stored_comparison(&runs[0][s.layer], orig)));
                 assert_eq!(s.vs_baseline, want);
             }
         }
@@ -431,18 +447,14 @@ mod tests {
             let want: Vec<Option<f64>> = (0..STEPS.len())
                 .map(|c| {
                     (c > 0)
-                        .then(|| {
-                            compare(&runs[0][*layer], &runs[c][*layer])
-                                .unwrap()
-                                .similarity
-                        })
+                        .then(|| stored_comparison(&runs[0][*layer], &runs[c][*layer]).similarity)
                         .flatten()
                 })
                 .collect();
             assert_eq!(sim, &want, "layer {layer}");
         }
         for (c, d) in h.focus_min_distance.iter().enumerate() {
-            assert_eq!(d, &runs[c][LAYERS - 1].min_label_distance);
+            assert_eq!(d, &stored(&runs[c][LAYERS - 1]).min_label_distance);
         }
         assert_eq!(
             h.paths.iter().map(|p| p.layer).collect::<Vec<_>>(),
@@ -451,7 +463,7 @@ mod tests {
         for p in &h.paths {
             assert_eq!(p.steps, STEPS);
             for (c, cents) in p.centroids.iter().enumerate() {
-                assert_eq!(cents, &stored(&runs[c][p.layer].centroids));
+                assert_eq!(cents, &stored(&runs[c][p.layer]).centroids);
             }
         }
 
@@ -488,7 +500,7 @@ mod tests {
         let h = load(&store, &db, "r", &opts).unwrap();
         assert_eq!((h.task.as_str(), h.focus_layer), ("pos", 0));
         for (c, d) in h.focus_min_distance.iter().enumerate() {
-            assert_eq!(d, &reports[1][c][0].min_label_distance);
+            assert_eq!(d, &stored(&reports[1][c][0]).min_label_distance);
         }
         assert!(render_page(&h, &opts).contains("Min label distance over training, layer 0"));
     }

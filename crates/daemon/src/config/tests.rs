@@ -683,3 +683,58 @@ fn describe_mentions_each_run_and_its_folder() {
     assert!(out.contains("tasks: every task"), "{out}");
     assert!(out.contains("only the newest"), "{out}");
 }
+
+#[test]
+fn tmp_golden_dump() {
+    let root = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut out = String::new();
+    for f in ["config/probewatch.example.toml", "config/minimal.toml"] {
+        match load(&root.join(f)) {
+            Ok(c) => { out.push_str(&c.describe()); out.push_str(&format!("{c:?}\n")); }
+            Err(e) => out.push_str(&format!("{e}\n")),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dev.conllu"), "").unwrap();
+    std::fs::create_dir(dir.path().join("present")).unwrap();
+    let file = dir.path().join("p.toml");
+    let hf = |extra: &str| format!("{}layout = \"hf-checkpoints\"\n{extra}", run_table(""));
+    let cases: Vec<String> = vec![
+        String::new(), "workers = 0\n".into(), "run = []\n".into(), "[run]\nname = \"r\"\n".into(),
+        run_table("x = nope\n"), run_table("baseline = { path = \"é\", steps = nope }\n"),
+        run_table("stable_scans = -1\n"), run_table("scan_interval_seconds = \"a\"\n"),
+        run_table("queue_capacity = 1.5\n"), run_table("mode = \"frozen\"\n"),
+        format!("{}{}", run_table(""), run_table("")), run_table("name = \"dup\"\n"),
+        run_table("late_stage_budget_seconds = -1\n"), run_table("late_stage_budget_seconds = nan\n"),
+        run_table("late_stage_budget_seconds = 0\nexport_label_pairs = true\nfollow_symlinks = true\nclassifier = \"mlp\"\nclassifier_configurations = 3\nmemorisation_splits = true\ndrop_clusters_up_to = 3\ntrain_test_similarity = false\nlabel_distance = \"min\"\nmode = \"frozen-partition\"\nqueue = \"newest\"\nbaseline = { path = \"b\" }\n"),
+        run_table("classifier_configurations = 100000\n"), run_table("classifier_configurations = 0\n"),
+        run_table("tokenizer = \"t.json\"\n"), run_table("sentence_pooling = \"mean\"\n"),
+        run_table("[[run.probe]]\ntask = \"upos\"\nfiles = [\"dev.conllu\"]\n"),
+        hf(""), hf("tasks = [\"a\"]\n"), hf("tokenizer = \"\"\n[[run.probe]]\ntask = \"upos\"\nfiles = [\"dev.conllu\"]\n"),
+        hf("tokenizer = \"tok.json\"\nsentence_pooling = \"mean\"\nword_pooling = \"mean\"\n[[run.probe]]\ntask = \"upos\"\nname = \"a b\"\nfiles = [\"dev.conllu\"]\n"),
+        hf("tokenizer = \"tok.json\"\nsentence_pooling = \"mean\"\nword_pooling = \"mean\"\n[[run.probe]]\ntask = \"upos\"\nname = \"a+b\"\nfiles = [\"dev.conllu:x:y\", \"\"]\n"),
+        hf("[[run.probe]]\ntask = \"upos\"\nfiles = [\"dev.conllu\", \":test\"]\n"),
+        hf("[[run.probe]]\ntask = \"xpos\"\nfiles = [\"dev.conllu:train\"]\n[[run.probe]]\ntask = \"deprel\"\nfiles = [\"dev.conllu\"]\n"),
+        format!("listen = \"0.0.0.0:0\"\nstore = \"s.db\"\nweb_config = \"w.yml\"\nlog_format = \"json\"\n[limits]\nmax_file_bytes = 5\nmax_items_per_task = 6\nmax_labels = 7\nmax_layers = 8\nmax_concurrent_requests = 9\nmax_request_bytes = 300\n{}", run_table("layers = [1, 2]\ntasks = [\"a\", \"b\"]\n")),
+        format!("listen = \"[::1]:80\"\n{}", run_table("baseline = { step = 5 }\n")),
+        "[[run]]\nname = \"r\"\nfolder = \"present\"\n".into(),
+        "[limits]\nmax_request_bytes = 0\n".into(), "workers = 1\nworkers = 2\n".into(),
+        "[[run]]\nname = \"r\"\nfolder = \"/f\"\nextra = 1\n".into(),
+        run_table("layers = [\"a\"]\n"), run_table("layers = [-1]\n"), run_table("stable_scans = 5000000000\n"),
+    ];
+    for text in cases {
+        out.push_str("----\n");
+        out.push_str(&text);
+        match parse(&text, &file) {
+            Ok(c) => {
+                let d = dir.path().display().to_string();
+                out.push_str(&c.describe().replace(&d, "DIR"));
+                out.push_str(&format!("{c:?}\n").replace(&d, "DIR"));
+            }
+            Err(e) => out.push_str(&format!("{e} {:?}\n", e.line()).replace(&dir.path().display().to_string(), "DIR")),
+        }
+    }
+    let limits = Limits::default();
+    out.push_str(&format!("{:?} {:?} {:?}\n", limits.exceeded(1, 2, None), limits.exceeded(2_000_000, 20_000, Some(2000)), limits.exceeded(1, 20_000, Some(2000))));
+    std::fs::write(std::env::var("GOLDEN_OUT").unwrap(), out).unwrap();
+}

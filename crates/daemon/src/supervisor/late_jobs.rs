@@ -213,6 +213,37 @@ fn layer_outcome(o: &LayerStage) -> &'static str {
     }
 }
 
+/// The log line of a late stage that ran: INFO when done, else WARN with
+/// the reason.
+fn log_finished(run: &str, step: u64, rec: &StageRecord<'_>) {
+    let (stage, outcome) = (rec.stage, rec.outcome.as_str());
+    let seconds = format!("{:.3}", rec.seconds);
+    if rec.outcome == StageOutcome::Done {
+        info!(
+            run,
+            step,
+            stage,
+            outcome,
+            seconds,
+            layers_done = rec.layers_done,
+            layers = rec.layers,
+            "stage finished"
+        );
+    } else {
+        warn!(
+            run,
+            step,
+            stage,
+            outcome,
+            seconds,
+            layers_done = rec.layers_done,
+            layers = rec.layers,
+            reason = rec.detail.unwrap_or(""),
+            "stage finished"
+        );
+    }
+}
+
 /// Whether the late job goes on after a stage.
 #[derive(PartialEq)]
 enum Flow {
@@ -412,10 +443,9 @@ impl LateRun<'_> {
             }
             return Flow::Continue;
         }
-        let outcome = v.outcome.as_str();
         shared
             .metrics
-            .stage_outcome(run, name, outcome, Some(seconds));
+            .stage_outcome(run, name, v.outcome.as_str(), Some(seconds));
         // The row is gone or a newer version of the file (row ids can be
         // reused): these results belong to no stored checkpoint.
         let replaced = matches!(stored, Ok(false));
@@ -436,30 +466,7 @@ impl LateRun<'_> {
                 warn!(run, step, stage = name, error = %e, "stage results not stored; not published");
             }
         }
-        if v.outcome == StageOutcome::Done {
-            info!(
-                run,
-                step,
-                stage = name,
-                outcome,
-                seconds = format!("{seconds:.3}"),
-                layers_done = rec.layers_done,
-                layers = rec.layers,
-                "stage finished"
-            );
-        } else {
-            warn!(
-                run,
-                step,
-                stage = name,
-                outcome,
-                seconds = format!("{seconds:.3}"),
-                layers_done = rec.layers_done,
-                layers = rec.layers,
-                reason = v.detail.as_deref().unwrap_or(""),
-                "stage finished"
-            );
-        }
+        log_finished(run, step, &rec);
         if changed || replaced {
             Flow::Stop
         } else {

@@ -51,14 +51,13 @@ use std::sync::atomic::{self, AtomicBool};
 
 use rayon::prelude::*;
 
+use self::greedy::Greedy;
 use crate::hull::{
     CompactWarm, Gram, HullParams, PointSet, Query, Verdict, hull_distance, rms_radius,
 };
 use crate::input::{Interrupted, KeepGoing, never_stop};
 
 mod greedy;
-
-use greedy::Greedy;
 
 /// One final cluster: a label and the rows (sorted) of the layer matrix.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -316,7 +315,7 @@ pub fn cluster_interruptible(
 /// collected in a fixed order. Returns the `n_labels × n_labels` table
 /// (`None` when a label is absent); the warm starts go to `next`, the
 /// solves to `stats`.
-#[allow(clippy::too_many_arguments)] // the input and its grouping, the solver, memories in and out, counters, the caller's brake
+#[allow(clippy::too_many_arguments)] // the input by label, memories in and out, the brake
 fn label_pairs(
     input: LabelledPoints<'_>,
     by_label: &[Vec<usize>],

@@ -44,13 +44,13 @@
 //! (separated) or the upper bound falls under it (intersecting). All dot
 //! products accumulate in `f64`.
 //!
-//! What this module does not do: choose which pairs to query (that is
-//!
-//! The module is split by concern: [`points`](PointSet) holds the point
-//! sets, the Gram matrices and the `f64`-accumulated dot products; `corral`
-//! Wolfe's active set with its Cholesky factor; `solver` the iteration, its
-//! certificate and the AVX2 dispatch. This file holds the types of a query
-//! and its answer, and the warm starts.
+//! The module is split by concern: `points` holds the point sets
+//! ([`PointSet`]), the Gram matrices ([`Gram`], [`ClusterGram`]) and the
+//! `f64`-accumulated dot products; `corral` Wolfe's active set with its
+//! Cholesky factor; `solver` the iteration, its certificate and the AVX2
+//! dispatch ([`hull_distance`]). This file holds the types of a query and
+//! its answer ([`Query`], [`HullParams`], [`HullResult`]) and the warm
+//! starts ([`WarmStart`], [`CompactWarm`]).
 //!
 //! What this module does not do: choose which pairs to query (that is
 //! [`crate::directprobe`]), run queries in parallel (callers do; only

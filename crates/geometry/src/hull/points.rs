@@ -339,10 +339,11 @@ pub fn rms_radius(data: &[f32], dim: usize, rows: &[usize]) -> f64 {
 }
 
 /// The Gram matrix of one cluster (its rows centred at their mean), for
-/// many point-to-hull queries against it ([`point_distance_with`](super::point_distance_with)): each
-/// then costs one `O(n·d)` pass for the point's inner products and
-/// `O(n·m)` per iteration, instead of `O(n·d)` per iteration. Used for
-/// nearest-cluster search on layers too large for a whole-layer [`Gram`].
+/// many point-to-hull queries against it
+/// ([`point_distance_with`](super::point_distance_with)): each then costs
+/// one `O(n·d)` pass for the point's inner products and `O(n·m)` per
+/// iteration, instead of `O(n·d)` per iteration. Used for nearest-cluster
+/// search on layers too large for a whole-layer [`Gram`].
 #[derive(Clone, Debug)]
 pub struct ClusterGram {
     pub(super) gram: Gram,

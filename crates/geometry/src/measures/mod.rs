@@ -9,7 +9,7 @@
 //! their mean) and every distance divided by it; nearest-cluster accuracy for
 //! every non-train split; and the train/test spatial similarity (DirectProbe
 //! run again on the test split, Pearson correlation of the two label-distance
-//! vectors over the label pairs present in both). [`compare`] gives centroid
+//! vectors over the label pairs present in both). [`compare()`] gives centroid
 //! movement, the Pearson similarity of distance vectors, and how many labels'
 //! min distance grew or shrank.
 //!
@@ -18,13 +18,13 @@
 //! same bits. No I/O, no timing: callers add the layer number and seconds.
 //!
 //! The stages, in the order [`measure_layer_with`] runs them, are
-//! [`measure_core`] and [`measure_test_hulls`] (exact label hulls; `core`),
-//! then [`measure_clusters`] and [`measure_test_clusters`] (DirectProbe;
-//! `clusters`); [`compare`] and the Pearson helpers are in `compare`. The
-//! report's types are [`crate::layer_report`]'s, the memory's
-//! [`crate::memory`]'s, the input types [`crate::input`]'s; the report and
-//! input types are re-exported here. This module does not train the
-//! classifier probe (the caller adds its report) and does not keep
+//! [`measure_core`] and [`measure_test_hulls`] (exact label hulls;
+//! `core_stage`), then [`measure_clusters`] and [`measure_test_clusters`]
+//! (DirectProbe; `cluster_stages`); [`compare()`] and the Pearson helpers
+//! are in `compare`. The report's types are [`crate::layer_report`]'s, the
+//! memory's [`crate::memory`]'s, the input types [`crate::input`]'s; the
+//! report and input types are re-exported here. This module does not train
+//! the classifier probe (the caller adds its report) and does not keep
 //! memories between checkpoints (the caller does).
 
 use serde::Serialize;
@@ -32,15 +32,15 @@ use serde::Serialize;
 use crate::hull::{Gram, HullParams};
 use crate::memory::{LayerMemory, cluster_key};
 
-mod clusters;
+mod cluster_stages;
 mod compare;
-mod core;
+mod core_stage;
 #[cfg(test)]
 mod tests;
 
-pub use self::clusters::{measure_clusters, measure_test_clusters};
+pub use self::cluster_stages::{measure_clusters, measure_test_clusters};
 pub use self::compare::{CompareError, LayerComparison, compare, distance_similarity, pearson};
-pub use self::core::{core_part, measure_core, measure_test_hulls};
+pub use self::core_stage::{core_part, measure_core, measure_test_hulls};
 pub use crate::input::{Interrupted, KeepGoing, LayerInput, TRAIN, never_stop};
 pub use crate::layer_report::{ClusterDistanceSummary, LayerReport, TRAIN_TEST, TRAIN_TEST_HULL};
 

@@ -18,10 +18,7 @@ use crate::st::step_from_path;
 impl ActivationDump {
     /// Metadata `step`, else the step in the file or folder name.
     pub(super) fn read_step(&self) -> Result<Option<u64>, DumpError> {
-        match self.header.step()? {
-            Some(step) => Ok(Some(step)),
-            None => Ok(step_from_path(self.path())),
-        }
+        Ok(self.header.step()?.or_else(|| step_from_path(self.path())))
     }
 
     /// Metadata `splits` (default `["train", "test"]`): distinct, at most 256.

@@ -44,10 +44,10 @@ pub struct ActivationDump {
     /// The checked header: path, size, tensor table, metadata.
     pub(super) header: Header,
     pub(super) splits: Vec<String>,
-    pub(super) step: Option<u64>,
-    pub(super) tasks: Vec<TaskInfo>,
+    step: Option<u64>,
+    tasks: Vec<TaskInfo>,
     /// Per task (parallel to `tasks`): layer index -> tensor name.
-    pub(super) layer_tensors: Vec<BTreeMap<usize, String>>,
+    layer_tensors: Vec<BTreeMap<usize, String>>,
 }
 
 impl ActivationDump {

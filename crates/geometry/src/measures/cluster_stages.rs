@@ -4,7 +4,7 @@
 //! ([`measure_test_clusters`]: the test split's partition and the
 //! train/test similarity of label distances). The partition is DirectProbe
 //! warm-started from the memory, or the memory's frozen partition. The
-//! exact label-hull stages are in `core`.
+//! exact label-hull stages are in `core_stage`.
 
 use std::collections::{BTreeMap, HashMap};
 

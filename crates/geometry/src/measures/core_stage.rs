@@ -1,7 +1,7 @@
 //! The core stage ([`measure_core`]: the fit split's scale, centroids and
 //! label-hull distances) and the `test_hulls` stage
 //! ([`measure_test_hulls`]): exact, one certified solve per label pair, no
-//! clustering. The DirectProbe stages are in `clusters`.
+//! clustering. The DirectProbe stages are in `cluster_stages`.
 
 use std::collections::{BTreeMap, HashMap};
 
