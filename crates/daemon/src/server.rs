@@ -1,7 +1,7 @@
 //! The HTTP server: `GET /metrics` (the Prometheus exposition of
 //! [`Metrics`]), `GET /status` (the analysis stages running now, JSON), `GET /healthz` (the process is up), `GET /readyz` (the store
 //! is open and the watchers run), `GET /report` and `GET /report/<run>`
-//! (the HTML report of [`crate::report`], read from the history store on a
+//! (the HTML report of the [`report`] crate, read from the history store on a
 //! blocking thread) and `GET /` (an index with links).
 //!
 //! It runs on the tokio runtime with axum; a scrape only clones the current
@@ -352,8 +352,6 @@ async fn status(State(state): State<ServerState>) -> Response {
 }
 
 /// `/report`: links to every run of the store.
-// The report's error is large (it carries the store's); it is matched at once.
-#[allow(clippy::result_large_err)]
 async fn report_index(State(state): State<ServerState>) -> Response {
     let Some(src) = state.reports else {
         return (StatusCode::NOT_FOUND, "no history store: no reports\n").into_response();
@@ -370,7 +368,6 @@ async fn report_index(State(state): State<ServerState>) -> Response {
 }
 
 /// `/report/<run>`: the run's report page, rendered on a blocking thread.
-#[allow(clippy::result_large_err)]
 async fn report_page(
     State(state): State<ServerState>,
     axum::extract::Path(run): axum::extract::Path<String>,

@@ -211,12 +211,9 @@ pub(super) async fn run_loop(
         l.start_core_job().await;
         l.start_late_job();
         l.publish_depths();
-        match l.next_event(&mut shutdown).await {
-            Event::Shutdown => {
-                l.shut_down().await;
-                return Ok(());
-            }
-            event => l.handle(event).await,
+        let event = l.next_event(&mut shutdown).await;
+        if !l.handle(event).await {
+            return Ok(());
         }
     }
 }
@@ -408,11 +405,14 @@ impl RunLoop {
         }
     }
 
-    /// Takes one event (all but shutdown).
-    async fn handle(&mut self, event: Event) {
+    /// Takes one event; `false` after a shutdown (the loop ends).
+    async fn handle(&mut self, event: Event) -> bool {
         let name = self.state.cfg.name.clone();
         match event {
-            Event::Shutdown => {}
+            Event::Shutdown => {
+                self.shut_down().await;
+                return false;
+            }
             Event::Late(ev) => {
                 if let Some(ev) = ev {
                     apply_late(&self.shared, &mut self.state, ev);
@@ -451,6 +451,7 @@ impl RunLoop {
             }
             Event::Tick => self.scan_now = true,
         }
+        true
     }
 
     /// Stops the run: the late stages at their next step (what they
