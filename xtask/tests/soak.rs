@@ -1,17 +1,31 @@
-//! `probewatch soak` end to end, short: the real binary starts the real
+//! `cargo xtask soak` end to end, short: the real tool starts the real
 //! daemon as its child, writes demo dumps every 100 ms and scrapes
 //! `/metrics` and `/report` with two clients for 12 s, then checks its own
 //! verdict. This test checks that the run passes, that its JSON carries
 //! the figures the README reports (and that they add up), and that a run it
 //! cannot judge fails with a clear message. The 60 s run is a CI step
-//! (`.ci/run`), the 10-minute one is run by hand (README "Soak and load").
+//! (`.ci/run`), the 10-minute one is run by hand (docs/reliability.md).
 
 use std::process::Command;
 
 use serde_json::Value;
 
+/// The xtask binary under test.
 fn exe() -> &'static str {
-    env!("CARGO_BIN_EXE_probewatch")
+    env!("CARGO_BIN_EXE_xtask")
+}
+
+/// The `probewatch` binary the soak drives: the one built beside this
+/// xtask (same target folder and profile; `cargo test` builds it), so the
+/// test never starts a build of its own.
+fn probewatch() -> std::path::PathBuf {
+    let p = std::path::Path::new(exe()).with_file_name("probewatch");
+    assert!(
+        p.is_file(),
+        "{}: no probewatch binary beside xtask; build it first (`cargo test` or `cargo build`)",
+        p.display()
+    );
+    p
 }
 
 #[test]
@@ -19,6 +33,8 @@ fn a_short_soak_passes_and_reports_its_figures() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("soak.json");
     let out = Command::new(exe())
+        .arg("--probewatch")
+        .arg(probewatch())
         .args([
             "soak",
             "--duration",
@@ -114,6 +130,8 @@ fn a_short_soak_passes_and_reports_its_figures() {
 #[test]
 fn a_duration_too_short_to_judge_is_refused() {
     let out = Command::new(exe())
+        .arg("--probewatch")
+        .arg(probewatch())
         .args([
             "soak",
             "--duration",
