@@ -1,4 +1,4 @@
-//! The README's "Metrics" table is the contract: it must list exactly the
+//! The "Metrics" table of docs/metrics.md is the contract: it must list exactly the
 //! families `Metrics::encode()` exposes once every optional field is filled,
 //! with the same type, labels and help text.
 
@@ -14,7 +14,7 @@ struct Family {
     help: String,
 }
 
-/// The rows of the table under `## Metrics` in README.md, by metric name.
+/// The rows of the table under `## Metrics` in docs/metrics.md, by metric name.
 fn readme_table() -> BTreeMap<String, Family> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
     let readme = std::fs::read_to_string(path).expect("docs/metrics.md is readable");
@@ -156,7 +156,7 @@ fn readme_metrics_table_matches_the_exposition_exactly() {
         .collect();
     assert!(
         only_exposed.is_empty() && only_documented.is_empty(),
-        "not in README: {only_exposed:?}; not exposed: {only_documented:?}"
+        "not in docs/metrics.md: {only_exposed:?}; not exposed: {only_documented:?}"
     );
     for (name, doc) in &documented {
         assert_eq!(Some(doc), exposed.get(name), "{name}");

@@ -124,10 +124,10 @@ pub struct SoakArgs {
     json: Option<PathBuf>,
 }
 
-/// Default `--rss-tolerance-mib` (README "Soak and load": chosen from the
+/// Default `--rss-tolerance-mib` (docs/reliability.md, "Soak and load": chosen from the
 /// measured runs).
 pub const DEFAULT_RSS_TOLERANCE_MIB: f64 = 16.0;
-/// Default `--rss-per-checkpoint-kib` (README "Soak and load").
+/// Default `--rss-per-checkpoint-kib` (docs/reliability.md, "Soak and load").
 pub const DEFAULT_RSS_PER_CHECKPOINT_KIB: f64 = 48.0;
 /// Default `--fd-tolerance`.
 pub const DEFAULT_FD_TOLERANCE: i64 = 2;
@@ -417,7 +417,7 @@ pub struct Tolerances {
     pub rss_mib: f64,
     /// Further allowed RSS growth per checkpoint stored meanwhile, KiB: the
     /// `/report/<run>` page is rendered from the whole stored history, so
-    /// its working set grows with it (README "Soak and load").
+    /// its working set grows with it (docs/reliability.md, "Soak and load").
     pub rss_per_checkpoint_kib: f64,
     /// Allowed growth of open descriptors, start to end.
     pub fds: i64,

@@ -24,7 +24,7 @@
 //! environment variables or command-line overrides, and applying a reloaded
 //! file (the daemon calls [`load`] again on SIGHUP, see
 //! [`crate::supervisor::run_with_reload`]). The defaults live in one place ([`RunConfig::new`] and the
-//! `DEFAULT_*` constants) and the README's "Configuration" section lists them.
+//! `DEFAULT_*` constants) and docs/configuration.md lists them.
 
 mod check;
 mod describe;
