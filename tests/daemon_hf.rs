@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 use store::{CheckpointStatus, Store};
 
 #[path = "common/daemon.rs"]
-#[allow(dead_code)] // the harness serves several test files
 mod harness;
 use harness::{Daemon, exe, run_table, write_config};
 

@@ -28,7 +28,6 @@ use serde_json::Value;
 use store::{CheckpointRow, CheckpointStatus, Store};
 
 #[path = "common/daemon.rs"]
-#[allow(dead_code)] // not every helper is used here
 mod harness;
 use geometry::synth::Variant;
 use harness::{

@@ -18,7 +18,6 @@
 //! Without `prometheus`/`promtool` on the PATH the tests fail and say to
 //! install Debian's `prometheus` package; they never pass silently.
 
-#[allow(dead_code)] // the harness is shared with tests/daemon.rs
 #[path = "common/daemon.rs"]
 mod daemon;
 #[allow(dead_code)] // shared with tests/deploy_grafana.rs

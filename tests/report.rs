@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "common/daemon.rs"]
-#[allow(dead_code)] // the harness serves several test binaries
 mod harness;
 use harness::{Daemon, exe, run_table, write_config};
 

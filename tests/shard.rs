@@ -11,7 +11,6 @@ use std::path::Path;
 
 use store::Store;
 
-#[allow(dead_code)] // the harness serves several test binaries
 #[path = "common/daemon.rs"]
 mod harness;
 use harness::{Daemon, Scrape, exe, run_table, synthetic_dump, write_config, write_renamed};

@@ -21,7 +21,6 @@ use std::process::Command;
 #[allow(dead_code)] // not every helper is used here
 mod common;
 #[path = "common/daemon.rs"]
-#[allow(dead_code)] // the harness serves several test binaries
 mod harness;
 use harness::{Daemon, Scrape, exe, folder, run_table, tempdir, write_config, write_renamed};
 

@@ -16,7 +16,6 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-#[allow(dead_code)] // the harness serves several test binaries
 #[path = "common/daemon.rs"]
 mod harness;
 use harness::{Daemon, exe, run_table, write_config};
