@@ -725,6 +725,11 @@ pub fn run_in_child(
     timeout: std::time::Duration,
 ) -> Result<CaseResult> {
     let mut cmd = Command::new(exe);
+    // The case drives the binary this run chose (`--probewatch`), never a
+    // build of its own.
+    if let Some(p) = crate::chosen_probewatch() {
+        cmd.env("PROBEWATCH_BIN", p);
+    }
     if let Some(t) = threads {
         cmd.arg("--threads").arg(t.to_string());
     }

@@ -76,6 +76,12 @@ enum Command {
 /// The probewatch binary the child processes run, chosen once.
 static PROBEWATCH: OnceLock<PathBuf> = OnceLock::new();
 
+/// The binary `--probewatch` named (or the first use resolved), if any:
+/// passed on to the benchmark cases' child processes.
+pub(crate) fn chosen_probewatch() -> Option<&'static PathBuf> {
+    PROBEWATCH.get()
+}
+
 /// The `probewatch` binary to drive: `--probewatch`, `$PROBEWATCH_BIN`, or
 /// the release build beside this tool (built on first use).
 pub(crate) fn probewatch_exe() -> Result<PathBuf> {
