@@ -1,4 +1,4 @@
-//! The benchmark harness behind `probewatch bench` (binary side: it uses
+//! The benchmark harness behind `cargo xtask bench` (it uses
 //! `anyhow`, spawns processes and times things): fixed cases on the
 //! shared real dump and on synthetic layers, each run in a child process of
 //! the same binary so its wall time and peak resident memory (`VmHWM`) are

@@ -1,4 +1,4 @@
-//! Daemon benchmarks behind `probewatch bench` (binary side): the real
+//! Daemon benchmarks behind `cargo xtask bench`: the real
 //! `probewatch watch` process on a temporary run folder, driven over real
 //! files and real HTTP.
 //!

@@ -1,4 +1,4 @@
-//! `probewatch soak` (binary side): a soak and load run of the real daemon,
+//! `cargo xtask soak`: a soak and load run of the real daemon,
 //! to show that it neither leaks nor loses anything when pushed for a long
 //! time.
 //!
@@ -54,7 +54,7 @@ use store::{CheckpointStatus, Store};
 /// The run's name in the daemon's configuration (and its `run` label).
 const RUN: &str = "soak";
 
-/// Options of `probewatch soak`.
+/// Options of `cargo xtask soak`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SoakArgs {
     /// How long checkpoints are written and endpoints scraped (`600`,
@@ -622,7 +622,7 @@ struct Shared {
     on_disk: Mutex<VecDeque<PathBuf>>,
 }
 
-/// `probewatch soak`: runs it and prints the figures; an error when the
+/// `cargo xtask soak`: runs it and prints the figures; an error when the
 /// verdict fails.
 pub fn run(args: &SoakArgs) -> Result<()> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
