@@ -43,16 +43,19 @@ pub(super) fn restore(shared: &Shared, cfg: &RunConfig) -> Result<RunState, Daem
     };
     let load = |row: &CheckpointRow| load_reference(&store, &cfg.name, row);
     let mut view = RunView::new(&cfg.name, cfg.export_label_pairs);
-    if let Some(row) = &baseline_row {
-        view.set_baseline(load(row)?);
-    }
     let (done, failed) = store.counts(id)?;
     // Every stored checkpoint, in step order, as the daemon took them: the
     // best-so-far distances, the late view, the newest and the one before.
+    // Each is read once; the baseline is one of them (only the newest
+    // snapshot is published, so it needs the baseline by the end only).
     let mut latest_row = None;
     for row in store.checkpoints(id)? {
         if row.status == CheckpointStatus::Done {
-            view.take_checkpoint(load(&row)?, row.mtime_ns);
+            let reference = load(&row)?;
+            if baseline_row.as_ref().is_some_and(|b| b.id == row.id) {
+                view.set_baseline(reference.clone());
+            }
+            view.take_checkpoint(reference, row.mtime_ns);
             if view.latest().is_some_and(|l| l.step == row.step) {
                 latest_row = Some(row);
             }
